@@ -1,0 +1,99 @@
+"""qaudio_magic: ask Qwen-Audio about audio from a Jupyter notebook.
+
+``%load_ext qaudio_magic`` adds ``%%qaudio`` (and ``%qaudio`` subcommands) and puts
+``ask_audio`` in the notebook's namespace. Names are imported lazily so loading the
+extension stays fast; heavy libraries (PyAV, numpy, httpx) load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .answer import Answer
+    from .ask import ask_audio
+    from .clip import AudioClip
+    from .conversation import Conversation
+    from .errors import (
+        APIError,
+        AudioDecodeError,
+        ConfigError,
+        InputError,
+        Interrupted,
+        MissingKeyError,
+        QAudioError,
+        SourceError,
+        TransportError,
+    )
+
+__all__ = [
+    "APIError",
+    "Answer",
+    "AudioClip",
+    "AudioDecodeError",
+    "ConfigError",
+    "Conversation",
+    "InputError",
+    "Interrupted",
+    "MissingKeyError",
+    "QAudioError",
+    "SourceError",
+    "TransportError",
+    "ask_audio",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+_LAZY = {
+    "Answer": "answer",
+    "ask_audio": "ask",
+    "AudioClip": "clip",
+    "Conversation": "conversation",
+    **dict.fromkeys(
+        [
+            "APIError",
+            "AudioDecodeError",
+            "ConfigError",
+            "InputError",
+            "Interrupted",
+            "MissingKeyError",
+            "QAudioError",
+            "SourceError",
+            "TransportError",
+        ],
+        "errors",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qaudio_magic' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext qaudio_magic``: register the magic and its config, expose ``ask_audio``."""
+    from .magic import QAudioMagic
+
+    magic = QAudioMagic(shell=ipython)
+    ipython.register_magics(magic)
+    if magic not in ipython.configurables:
+        ipython.configurables.append(magic)
+    from .ask import ask_audio
+
+    ipython.push({"ask_audio": ask_audio})
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext qaudio_magic``: close connections and stop the emulator."""
+    from .session import get_session
+
+    get_session().close()

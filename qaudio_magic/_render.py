@@ -1,0 +1,93 @@
+"""Model text to safe HTML, and the plain/HTML bundle of one answer.
+
+Model output is untrusted (the audio itself can steer it), so Markdown is rendered with
+raw HTML disabled, links limited to http(s) and opened with ``rel=noopener``, and
+images turned off (no tracking pixels). The plain-text part of a bundle is the model's
+Markdown exactly as written; a saved notebook therefore holds the answer as plain text.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from markdown_it import MarkdownIt
+
+__all__ = ["bundle", "render_markdown"]
+
+_SAFE_SCHEMES = ("http://", "https://")
+
+
+def _make_md() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.disable("image")
+    md.validateLink = lambda url: url.strip().lower().startswith(_SAFE_SCHEMES)  # type: ignore[method-assign]
+
+    def link_open(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+        tokens[idx].attrSet("target", "_blank")
+        tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
+        return renderer.renderToken(tokens, idx, options, env)
+
+    md.add_render_rule("link_open", link_open)
+    return md
+
+
+_MD = _make_md()
+
+
+def render_markdown(text: str) -> str:
+    """Untrusted Markdown to inert HTML."""
+    return _MD.render(text)
+
+
+_STYLE = (
+    "<style>.qaudio-answer .qaudio-meta{color:var(--jp-ui-font-color2,#666);font-size:0.85em}"
+    ".qaudio-answer .qaudio-note{color:var(--jp-warn-color0,#a60);font-size:0.85em}"
+    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}</style>"
+)
+
+
+def bundle(
+    text: str,
+    *,
+    clips_line: str,
+    question: str | None,
+    notes: Sequence[str],
+    footer: str,
+    status: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Mime bundle (text/html + text/plain) and metadata for one answer."""
+    esc = html.escape
+    parts = ['<div class="qaudio-answer">', _STYLE]
+    head = f"🔊 {esc(clips_line)}" if clips_line else "💬 follow-up"
+    if question:
+        head += f" — <i>{esc(_clip_text(question, 160))}</i>"
+    parts.append(f'<div class="qaudio-meta">{head}</div>')
+    parts.extend(f'<div class="qaudio-note">{esc(n)}</div>' for n in notes)
+    body = render_markdown(text) if text else "<p><i>…</i></p>"
+    parts.append(f'<div class="qaudio-body">{body}</div>')
+    if status:
+        parts.append(f'<div class="qaudio-note">{esc(status)}</div>')
+    if footer:
+        parts.append(f'<div class="qaudio-meta">{esc(footer)}</div>')
+    parts.append("</div>")
+
+    plain = [f"[{clips_line}]" if clips_line else "[follow-up]"]
+    if question:
+        plain[0] += f" {question}"
+    plain.extend(f"note: {n}" for n in notes)
+    plain.append(text or "…")
+    if status:
+        plain.append(status)
+    if footer:
+        plain.append(f"-- {footer}")
+    data = {"text/html": "".join(parts), "text/plain": "\n".join(plain)}
+    return data, {"qaudio": metadata or {}}
+
+
+def _clip_text(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,150 @@
+"""The HTTP plumbing shared by the DashScope and OpenAI-compatible backends.
+
+One :class:`httpx.Client` per backend, reused for keep-alive. Transport failures become
+:class:`~qaudio_magic.errors.TransportError` with a one-line, key-free message; error
+bodies are read as JSON or, whatever the Content-Type says, as SSE frames.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .. import __version__
+from ..errors import APIError, TransportError
+from ._sse import looks_like_sse, parse_events
+
+__all__ = ["Timeouts", "error_from_response", "make_client", "retry_after", "transport_error"]
+
+USER_AGENT = f"qaudio_magic/{__version__} httpx/{httpx.__version__}"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Connect, first byte (and gap between chunks), and the whole answer, in seconds.
+
+    The defaults suit a 30 s clip uploaded over a slow link: a 10 MB base64 body at
+    1 Mbit/s needs about 80 s to send.
+    """
+
+    connect: float = 10.0
+    read: float = 60.0
+    write: float = 120.0
+    total: float = 600.0
+
+    def httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect, read=self.read, write=self.write, pool=self.connect
+        )
+
+
+def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:
+    """A keep-alive client; redirects are not followed (a key must not travel elsewhere)."""
+    return httpx.Client(
+        timeout=timeouts.httpx(),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        headers={"user-agent": USER_AGENT},
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def transport_error(exc: httpx.HTTPError, host: str) -> TransportError:
+    """A one-line error for a failed connection, read or write."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        text = f"cannot connect to {host}: timed out"
+    elif isinstance(exc, httpx.ConnectError):
+        text = f"cannot connect to {host}: {_short(exc)}"
+    elif isinstance(exc, httpx.ReadTimeout):
+        text = f"{host} sent nothing for too long (read timeout)"
+    elif isinstance(exc, httpx.WriteTimeout):
+        text = f"sending to {host} took too long (write timeout)"
+    elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        text = f"{host} closed the connection mid-answer ({_short(exc)})"
+    else:
+        text = f"network error talking to {host}: {_short(exc)}"
+    return TransportError(text)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_to_datetime(value)
+    if parsed is None:
+        return None
+    return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def error_from_response(
+    status: int, headers: httpx.Headers, body: bytes, *, service: str
+) -> APIError:
+    """An APIError from a non-2xx response, reading JSON or SSE-framed bodies alike."""
+    text = body.decode("utf-8", "replace")
+    payload: dict[str, Any] = {}
+    frame_status = None
+    if looks_like_sse(text):
+        events = parse_events(text)
+        if events:
+            frame_status = events[-1].status
+            payload = _json_object(events[-1].data)
+    else:
+        payload = _json_object(text)
+    return error_from_payload(
+        frame_status or status,
+        payload,
+        fallback=text,
+        request_id=headers.get("x-request-id") or headers.get("x-dashscope-request-id"),
+        retry_after=retry_after(headers),
+        service=service,
+    )
+
+
+def error_from_payload(
+    status: int,
+    payload: dict[str, Any],
+    *,
+    fallback: str = "",
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    service: str,
+) -> APIError:
+    """An APIError from DashScope (``code``/``message``) or OpenAI (``error{}``) JSON."""
+    err = payload.get("error") if isinstance(payload.get("error"), dict) else None
+    source = err or payload
+    code = source.get("code") or source.get("type")
+    message = source.get("message") or source.get("msg") or fallback.strip()[:300] or "(no message)"
+    rid = payload.get("request_id") or payload.get("id") if err else payload.get("request_id")
+    return APIError(
+        status,
+        str(code) if code else None,
+        str(message),
+        rid or request_id,
+        retry_after=retry_after,
+        service=service,
+    )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,236 @@
+"""DashScope's native multimodal-generation endpoint, spoken as the official SDK speaks it.
+
+Body keys ``model``, ``parameters``, ``input.messages`` with one-key content items;
+streaming is the ``X-DashScope-SSE: enable`` header with ``incremental_output: true``
+(never a ``stream`` key in the body). Compare ``shared/protocol/captures``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._prepare import PreparedAudio
+from .._secret import Secret
+from ..errors import AudioTooLargeError, MissingKeyError, TransportError
+from ..models import lookup
+from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
+from ._sse import iter_events, looks_like_sse, parse_events
+from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+
+__all__ = ["BEIJING", "SINGAPORE", "DashScopeBackend"]
+
+BEIJING = "https://dashscope.aliyuncs.com/api/v1"
+SINGAPORE = "https://dashscope-intl.aliyuncs.com/api/v1"
+GENERATION_PATH = "/services/aigc/multimodal-generation/generation"
+INLINE_MAX_BYTES = 7_000_000  # docs: base64 under 7 MB raw; the string itself must stay < 10 MB
+SERVICE = "DashScope"
+
+
+class DashScopeBackend:
+    """Qwen-Audio over DashScope's native API."""
+
+    route = "dashscope"
+
+    def __init__(
+        self,
+        base_url: str,
+        key: Callable[[], Secret | None],
+        *,
+        timeouts: Timeouts | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = key
+        self.timeouts = timeouts or Timeouts()
+        self._headers = dict(headers or {})
+        self._client = make_client(self.timeouts)
+        self.host = urlsplit(self.base_url).netloc or self.base_url
+
+    # ------------------------------------------------------------------ API
+    def limits(self, model: str) -> Limits:
+        return lookup(model).limits
+
+    def close(self) -> None:
+        self._client.close()
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        key = self._key()
+        if key is None:
+            raise MissingKeyError(
+                "no DashScope API key",
+                hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` to try offline",
+            )
+        body = self.build_body(request)
+        headers = self.build_headers(request, key, body)
+        url = self.base_url + GENERATION_PATH
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        deadline = time.monotonic() + self.timeouts.total
+        try:
+            if request.stream:
+                yield from self._stream(url, content, headers, request, deadline)
+            else:
+                yield from self._call(url, content, headers)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.host) from None
+
+    # ------------------------------------------------------------------ wire
+    def build_body(self, request: Request) -> dict[str, Any]:
+        """The JSON body, keys in the SDK's order: model, parameters, input."""
+        params = dict(request.params)
+        if request.stream:
+            params.setdefault("incremental_output", True)
+        return {
+            "model": request.model,
+            "parameters": params,
+            "input": {"messages": [self._message(m) for m in request.messages]},
+        }
+
+    def build_headers(self, request: Request, key: Secret, body: dict[str, Any]) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {key.reveal()}",
+            "Content-Type": "application/json; charset=utf-8",
+            "Accept": "text/event-stream" if request.stream else "application/json; charset=utf-8",
+        }
+        if request.stream:
+            headers["X-DashScope-SSE"] = "enable"
+            headers["X-Accel-Buffering"] = "no"
+        if any(
+            item.get("audio", "").startswith("oss://")
+            for message in body["input"]["messages"]
+            for item in message["content"]
+        ):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        headers.update(self._headers)
+        return headers
+
+    def _message(self, message: Message) -> dict[str, Any]:
+        content: list[dict[str, str]] = []
+        for part in message.parts:
+            if isinstance(part, AudioPart):
+                content.append({"audio": self._audio_value(part.audio)})
+            elif part.text:
+                content.append({"text": part.text})
+        return {"role": message.role, "content": content}
+
+    def _audio_value(self, audio: PreparedAudio) -> str:
+        """How one clip travels: URL as given, else inline base64 (``data:;base64,``)."""
+        if audio.url is not None:
+            return audio.url
+        assert audio.data is not None
+        if len(audio.data) > INLINE_MAX_BYTES:
+            raise AudioTooLargeError(
+                f"{audio.clip.name}: {len(audio.data) / 1e6:.1f} MB is too large to send inline "
+                f"(limit {INLINE_MAX_BYTES / 1e6:.0f} MB)"
+            )
+        return "data:;base64," + base64.b64encode(audio.data).decode("ascii")
+
+    # ------------------------------------------------------------------ responses
+    def _call(self, url: str, content: bytes, headers: dict[str, str]) -> Iterator[Event]:
+        response = self._client.post(url, content=content, headers=headers)
+        raw = response.content
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.headers, raw, service=SERVICE)
+        text = raw.decode("utf-8", "replace")
+        if looks_like_sse(text):  # a server that streamed anyway: take the frames
+            events = parse_events(text)
+            payloads = [self._frame_payload(ev.event, ev.status, ev.data) for ev in events]
+            answer = "".join(_text_of(p) for p in payloads)
+            last = payloads[-1] if payloads else {}
+        else:
+            last = _load(text, self.host)
+            answer = _text_of(last)
+        if answer:
+            yield TextDelta(answer)
+        yield Completion(_usage(last), last.get("request_id"), _finish(last))
+
+    def _stream(
+        self, url: str, content: bytes, headers: dict[str, str], request: Request, deadline: float
+    ) -> Iterator[Event]:
+        incremental = bool(request.params.get("incremental_output", True))
+        with self._client.stream("POST", url, content=content, headers=headers) as response:
+            if response.status_code != 200:
+                raw = response.read()
+                raise error_from_response(
+                    response.status_code, response.headers, raw, service=SERVICE
+                )
+            sofar = ""
+            last: dict[str, Any] = {}
+            finish = None
+            for event in iter_events(response.iter_lines()):
+                if time.monotonic() > deadline:
+                    raise TransportError(
+                        f"{self.host}: the answer took longer than {self.timeouts.total:g} s"
+                    )
+                payload = self._frame_payload(event.event, event.status, event.data)
+                last = payload
+                text = _text_of(payload)
+                if not incremental and text.startswith(sofar):
+                    text = text[len(sofar) :]
+                if text:
+                    sofar += text
+                    yield TextDelta(text)
+                finish = _finish(payload)
+                if finish and finish != "null":
+                    break
+            if not finish or finish == "null":
+                raise TransportError(f"{self.host} ended the stream before the answer was complete")
+            yield Completion(_usage(last), last.get("request_id"), finish)
+
+    def _frame_payload(self, event: str | None, status: int | None, data: str) -> dict[str, Any]:
+        payload = _load(data, self.host)
+        if (
+            event == "error"
+            or (status is not None and status != 200)
+            or ("code" in payload and "output" not in payload)
+        ):
+            raise error_from_payload(status or 400, payload, fallback=data, service=SERVICE)
+        return payload
+
+
+def _load(text: str, host: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise TransportError(f"{host} sent a malformed answer (not JSON): {text[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise TransportError(f"{host} sent a malformed answer (not a JSON object)")
+    return value
+
+
+def _choice(payload: dict[str, Any]) -> dict[str, Any]:
+    choices = (payload.get("output") or {}).get("choices") or []
+    return choices[0] if choices and isinstance(choices[0], dict) else {}
+
+
+def _text_of(payload: dict[str, Any]) -> str:
+    output = payload.get("output") or {}
+    message = _choice(payload).get("message") or {}
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+    if isinstance(content, str):
+        return content
+    return str(output.get("text") or "")
+
+
+def _finish(payload: dict[str, Any]) -> str | None:
+    reason = _choice(payload).get("finish_reason") or (payload.get("output") or {}).get(
+        "finish_reason"
+    )
+    return str(reason) if reason is not None else None
+
+
+def _usage(payload: dict[str, Any]) -> Usage:
+    usage = payload.get("usage") or {}
+    return Usage(
+        input_tokens=usage.get("input_tokens"),
+        output_tokens=usage.get("output_tokens"),
+        audio_tokens=usage.get("audio_tokens"),
+    )

@@ -1,0 +1,120 @@
+"""A loopback emulator of the DashScope protocol, for tests, CI and users without a key.
+
+``python -m qaudio_magic.emulator`` serves it from the command line; in Python::
+
+    with Emulator() as emu:                 # a free port on 127.0.0.1
+        os.environ["DASHSCOPE_HTTP_BASE_URL"] = emu.base_url
+        ...
+        emu.requests[-1].json               # what the client sent
+        emu.add_fault("status=429;times=1") # the next request fails
+
+Answers are deterministic and say that they are emulated.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections import deque
+from typing import Any
+
+from .._secret import Secret
+from .faults import Fault, FaultPlan, parse_fault
+from .native import GENERATION, NativeRoute, key_checker
+from .server import EmulatorServer, ReceivedAudio, RecordedRequest
+
+__all__ = ["Emulator", "Fault", "ReceivedAudio", "RecordedRequest", "parse_fault"]
+
+
+class Emulator:
+    """The emulator server, started on a thread in this process."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        key: str | None = None,
+        fault: Fault | str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        standing = parse_fault(fault) if isinstance(fault, str) else fault
+        self._required = Secret(key) if key else None
+        self.server = EmulatorServer(port, faults=FaultPlan(standing), verbose=verbose)
+        self._replies: deque[str] = deque()
+        self._replies_lock = threading.Lock()
+        self.oss: dict[str, bytes] = {}  # temporary-upload store: oss:// URL -> bytes
+        self.server.add_route(
+            "POST",
+            GENERATION,
+            NativeRoute(key_checker(self._required), self.oss.get, self._reply_for),
+        )
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Emulator:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self.server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="qaudio-emulator",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.server.server_close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def base_url(self) -> str:
+        """The native API base, as DASHSCOPE_HTTP_BASE_URL takes it."""
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # ------------------------------------------------------------------ test controls
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return list(self.server.requests)
+
+    def generation_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == GENERATION]
+
+    def clear(self) -> None:
+        self.server.requests.clear()
+
+    def add_fault(self, fault: Fault | str) -> None:
+        """Apply a fault (``times=N`` for the next N requests, ``rate=p`` for a share)."""
+        self.server.faults.add(parse_fault(fault) if isinstance(fault, str) else fault)
+
+    def clear_faults(self) -> None:
+        self.server.faults.clear()
+
+    def reply_with(self, *texts: str) -> None:
+        """The next answers' text, in order (instead of the generated description)."""
+        with self._replies_lock:
+            self._replies.extend(texts)
+
+    def _reply_for(self, request: RecordedRequest) -> str | None:
+        header = request.headers.get("x-emulator-reply")
+        if header:
+            return urllib.parse.unquote(header)
+        with self._replies_lock:
+            return self._replies.popleft() if self._replies else None

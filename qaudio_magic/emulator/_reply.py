@@ -1,0 +1,166 @@
+"""What the emulator hears and says: decoding received audio, composing the answer.
+
+The answer is deterministic and states plainly that it is emulated and what arrived
+(clip count, decoded durations, the question, earlier turns), so tests and users can
+check what was sent by reading it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import re
+import urllib.request
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from .server import ReceivedAudio
+
+__all__ = ["compose", "decode_item", "estimate_tokens", "split_tokens"]
+
+MAX_AUDIO_BYTES = 10_000_000
+HEARD_SECONDS = 30.0
+
+
+class ItemError(Exception):
+    """A content item the real service would reject: (status, code, message)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def decode_item(
+    value: str, *, oss_lookup: Callable[[str], bytes | None] | None = None, oss_allowed: bool = True
+) -> ReceivedAudio:
+    """Fetch or unpack one audio reference and decode it, as the service would."""
+    if value.startswith("data:"):
+        body = value.partition(",")[2]
+        if len(body) > MAX_AUDIO_BYTES:
+            raise ItemError(
+                400,
+                "InvalidParameter",
+                f"The base64 audio is {len(body)} bytes; the limit is 10 MB.",
+            )
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ItemError(
+                400, "InvalidParameter", "The audio data URL is not valid base64."
+            ) from None
+        return _decoded("data", data)
+    if value.startswith("oss://"):
+        if not oss_allowed:
+            raise ItemError(
+                400,
+                "InvalidParameter",
+                "oss:// URLs need the header X-DashScope-OssResourceResolve: enable.",
+            )
+        data = oss_lookup(value) if oss_lookup else None
+        if data is None:
+            raise ItemError(
+                400, "InvalidParameter", f"The oss resource {value} does not exist or has expired."
+            )
+        return _decoded("oss", data)
+    if value.startswith(("http://", "https://")):
+        if not _is_loopback(value):
+            return ReceivedAudio(
+                "url",
+                0,
+                hashlib.sha256(value.encode()).hexdigest(),
+                error="not fetched: the emulator is offline",
+            )
+        try:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(value, timeout=5) as response:
+                data = response.read(MAX_AUDIO_BYTES + 1)
+        except OSError as exc:
+            raise ItemError(
+                415,
+                "BadRequest.InputDownloadFailed",
+                f"Failed to download the audio from {value}: {exc}",
+            ) from None
+        if len(data) > MAX_AUDIO_BYTES:
+            raise ItemError(400, "InvalidParameter", "The audio file is larger than 10 MB.")
+        return _decoded("url", data)
+    raise ItemError(400, "InvalidParameter", "The provided URL does not appear to be valid.")
+
+
+def _decoded(kind: str, data: bytes) -> ReceivedAudio:
+    from .._codec import probe
+    from ..errors import AudioDecodeError
+
+    if len(data) > MAX_AUDIO_BYTES:
+        raise ItemError(400, "InvalidParameter", "The audio file is larger than 10 MB.")
+    item = ReceivedAudio(kind, len(data), hashlib.sha256(data).hexdigest(), data=data)
+    try:
+        info = probe(data, name="audio")
+    except AudioDecodeError:
+        raise ItemError(400, "InvalidParameter", "File format is not supported.") from None
+    item.duration, item.sample_rate = info.duration, info.sample_rate
+    item.channels, item.codec = info.channels, info.codec
+    return item
+
+
+def audio_tokens(items: list[ReceivedAudio]) -> int:
+    """25 tokens per heard second, at least 25 per clip."""
+    total = 0
+    for item in items:
+        heard = min(item.duration or HEARD_SECONDS, HEARD_SECONDS)
+        total += max(25, round(heard * 25))
+    return total
+
+
+def estimate_tokens(text: str) -> int:
+    wide = sum(1 for ch in text if ord(ch) > 0x2E80)
+    return wide + -(-(len(text) - wide) // 4)
+
+
+def compose(
+    model: str, clips: list[ReceivedAudio], question: str | None, earlier_turns: int, all_clips: int
+) -> str:
+    """The emulated answer: says it is emulated and what it received."""
+    if clips:
+        parts = []
+        for item in clips:
+            if item.duration is None:
+                parts.append(item.error or "unknown length")
+            else:
+                heard = "" if item.duration <= HEARD_SECONDS else ", only the first 30 s heard"
+                parts.append(f"{item.duration:.2f} s{heard}")
+        audio = f"{len(clips)} audio clip{'s' if len(clips) > 1 else ''} ({'; '.join(parts)})"
+    else:
+        audio = "no audio"
+    turns = f"{earlier_turns} earlier turn{'s' if earlier_turns != 1 else ''}"
+    asked = f'question: "{question}"' if question else "no question text (voice chat)"
+    return (
+        f"Emulated answer from {model} (not a real model). This message has {audio}; "
+        f"the conversation has {turns} and {all_clips} audio clip{'s' if all_clips != 1 else ''} "
+        f"in all; {asked}."
+    )
+
+
+_TOKEN = re.compile(r"\s*\S+", re.S)
+
+
+def split_tokens(text: str) -> list[str]:
+    """Stream pieces: words with their leading space (CJK text: a few characters each)."""
+    pieces: list[str] = []
+    for word in _TOKEN.findall(text):
+        if len(word) > 8 and all(ord(c) > 0x2E80 for c in word.strip()):
+            pieces.extend(word[i : i + 4] for i in range(0, len(word), 4))
+        else:
+            pieces.append(word)
+    return pieces or [text]

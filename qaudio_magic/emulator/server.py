@@ -1,0 +1,300 @@
+"""The emulator's HTTP layer: a loopback HTTP/1.1 server with keep-alive and chunked SSE.
+
+Routes return a :class:`Reply` (JSON or a stream of SSE frames); this layer applies the
+faults (latency, resets, error statuses, cut or broken streams) so every route gets
+them for free, and records each request for tests to inspect.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .faults import Fault, FaultPlan, default_error
+
+__all__ = ["EmulatorServer", "Frame", "RecordedRequest", "Reply"]
+
+
+@dataclass
+class ReceivedAudio:
+    """One audio item as the emulator received and decoded it."""
+
+    kind: str  # "data" | "url" | "oss"
+    size: int  # encoded bytes
+    sha256: str
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    codec: str | None = None
+    error: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes = field(repr=False)
+    json: Any = field(default=None, repr=False)
+    audio: list[ReceivedAudio] = field(default_factory=list)
+    status: int | None = None  # what the emulator answered
+
+
+@dataclass
+class Frame:
+    """One SSE event: ``data`` is JSON-encoded unless already text."""
+
+    data: Any
+    event: str = "result"
+    status: int = 200
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # JSON-able, bytes or str (non-stream)
+    frames: Iterator[Frame] | None = None  # SSE stream
+    headers: dict[str, str] = field(default_factory=dict)
+    sse_style: str = "dashscope"  # "dashscope" (id/event/:HTTP_STATUS) or "openai" (data: ...)
+
+
+Route = Callable[["RecordedRequest", Fault], Reply]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: EmulatorServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        record = RecordedRequest(self.command, split.path, parse_qs(split.query), headers, body)
+        fault = self.server.faults.pick(split.path, headers.get("x-emulator-fault"))
+        self.server.record(record)
+        if fault.latency:
+            time.sleep(fault.latency)
+        if fault.reset:
+            self._reset()
+            return
+        route = self.server.route_for(self.command, split.path)
+        if route is None:
+            reply = Reply(
+                404,
+                {
+                    "code": "NotFound",
+                    "message": f"no route {split.path}",
+                    "request_id": str(uuid.uuid4()),
+                },
+            )
+        elif fault.is_error:
+            code, message = default_error(fault.status)
+            reply = Reply(
+                fault.status,
+                {
+                    "code": fault.code or code,
+                    "message": fault.message or message,
+                    "request_id": str(uuid.uuid4()),
+                },
+            )
+            if fault.retry_after:
+                reply.headers["Retry-After"] = fault.retry_after
+        else:
+            try:
+                reply = route(record, fault)
+            except Exception as exc:
+                reply = Reply(
+                    500,
+                    {
+                        "code": "InternalError",
+                        "message": f"emulator bug: {exc!r}",
+                        "request_id": str(uuid.uuid4()),
+                    },
+                )
+        record.status = reply.status
+        try:
+            self._send(reply, fault)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # ------------------------------------------------------------------ writing
+    def _reset(self) -> None:
+        try:
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+        except OSError:
+            pass
+        self.close_connection = True
+        self.connection.close()
+
+    def _send(self, reply: Reply, fault: Fault) -> None:
+        if reply.frames is None:
+            self._send_body(reply, fault)
+            return
+        if fault.sse_as_json:
+            self._send_sse_as_json(reply, fault)
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache")
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.flush()
+        if fault.ttft:
+            time.sleep(fault.ttft)
+        n = 0
+        rid = None
+        for frame in reply.frames:
+            if isinstance(frame.data, dict):
+                rid = frame.data.get("request_id", rid)
+            if fault.cut_after >= 0 and n >= fault.cut_after:
+                self._reset()
+                return
+            if fault.error_after >= 0 and n >= fault.error_after:
+                code, message = default_error(fault.status or 400)
+                frame = Frame(
+                    {
+                        "code": fault.code or code,
+                        "message": fault.message or message,
+                        "request_id": rid,
+                    },
+                    "error",
+                    fault.status or 400,
+                )
+                self._chunk(self._frame_bytes(reply, frame, n + 1, fault))
+                break
+            if n and fault.token_rate:
+                time.sleep(1.0 / fault.token_rate)
+            self._chunk(self._frame_bytes(reply, frame, n + 1, fault))
+            n += 1
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _frame_bytes(self, reply: Reply, frame: Frame, n: int, fault: Fault) -> bytes:
+        data = (
+            frame.data
+            if isinstance(frame.data, str)
+            else json.dumps(frame.data, ensure_ascii=False)
+        )
+        if fault.malformed:
+            data = data[: max(len(data) // 2, 1)] + "#garbage"
+        if reply.sse_style == "openai":
+            if frame.event == "error":  # DashScope compatible mode still sends these mid-stream
+                return f"id:{n}\nevent:error\n:HTTP_STATUS/{frame.status}\ndata:{data}\n\n".encode()
+            return f"data: {data}\n\n".encode()
+        return f"id:{n}\nevent:{frame.event}\n:HTTP_STATUS/{frame.status}\ndata:{data}\n\n".encode()
+
+    def _chunk(self, payload: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self.wfile.flush()
+
+    def _send_body(self, reply: Reply, fault: Fault) -> None:
+        if isinstance(reply.body, bytes):
+            payload, ctype = (
+                reply.body,
+                reply.headers.pop("Content-Type", "application/octet-stream"),
+            )
+        elif isinstance(reply.body, str):
+            payload, ctype = reply.body.encode(), reply.headers.pop("Content-Type", "text/plain")
+        else:
+            payload = json.dumps(reply.body, ensure_ascii=False).encode()
+            ctype = "application/json;charset=UTF-8"
+            if fault.malformed:
+                payload = payload[: max(len(payload) // 2, 1)] + b"#garbage"
+        self.send_response(reply.status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _send_sse_as_json(self, reply: Reply, fault: Fault) -> None:
+        """A 4xx whose body is SSE frames while Content-Type says JSON (seen in the wild)."""
+        status = fault.status or 400
+        code, message = default_error(status)
+        frame = Frame(
+            {
+                "code": fault.code or code,
+                "message": fault.message or message,
+                "request_id": str(uuid.uuid4()),
+            },
+            "error",
+            status,
+        )
+        payload = self._frame_bytes(reply, frame, 1, Fault())
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """Loopback-only HTTP server with pluggable routes, faults and a request log."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        faults: FaultPlan | None = None,
+        verbose: bool = False,
+        keep: int = 10_000,
+    ) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.faults = faults or FaultPlan()
+        self.verbose = verbose
+        self.routes: list[tuple[str, str, Route]] = []
+        self.requests: list[RecordedRequest] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def add_route(self, method: str, prefix: str, route: Route) -> None:
+        self.routes.append((method, prefix, route))
+
+    def route_for(self, method: str, path: str) -> Route | None:
+        for m, prefix, route in self.routes:
+            if m == method and (
+                path == prefix or (prefix.endswith("/") and path.startswith(prefix))
+            ):
+                return route
+        return None
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+            if len(self.requests) > self._keep:
+                del self.requests[: len(self.requests) - self._keep]
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])

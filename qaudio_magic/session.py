@@ -1,0 +1,145 @@
+"""Per-kernel state: settings, the API key, conversations, and one backend per route.
+
+``%load_ext`` and plain-Python use share one :class:`Session` (``get_session()``), so
+``ask_audio()`` in code continues the same conversations as ``%%qaudio`` cells. The key is
+held as a :class:`~qaudio_magic._secret.Secret` and never stored in settings, so no
+settings listing can show it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._secret import Secret
+from .backends._http import Timeouts
+from .backends.base import Backend
+from .conversation import Conversations
+from .errors import ConfigError
+from .models import DEFAULT_MODEL, lookup
+
+__all__ = ["Session", "Settings", "get_session", "set_session"]
+
+REGIONS = {
+    "cn": "https://dashscope.aliyuncs.com/api/v1",
+    "intl": "https://dashscope-intl.aliyuncs.com/api/v1",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable (mirrored by ``%config QAudioMagic.*``); never the key."""
+
+    model: str = DEFAULT_MODEL
+    base_url: str = ""  # "" → $DASHSCOPE_HTTP_BASE_URL → the region's endpoint
+    region: str = "cn"
+    stream: bool = True
+    system: str = ""
+    max_history_turns: int = 20
+    connect_timeout: float = 10.0
+    timeout: float = 60.0  # first byte, and the longest gap between streamed chunks
+    total_timeout: float = 600.0
+    retries: int = 3
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(connect=self.connect_timeout, read=self.timeout, total=self.total_timeout)
+
+    def dashscope_url(self) -> str:
+        """The native API base URL this session talks to."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        env = os.environ.get("DASHSCOPE_HTTP_BASE_URL", "").strip()
+        if env:
+            return env.rstrip("/")
+        try:
+            return REGIONS[self.region]
+        except KeyError:
+            raise ConfigError(f"unknown region {self.region!r} (use 'cn' or 'intl')") from None
+
+
+class Session:
+    """The kernel's qaudio state."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.conversations = Conversations()
+        self._key: Secret | None = None
+        self._backends: dict[tuple[Any, ...], Backend] = {}
+        self._lock = threading.Lock()
+        self.emulator: Any = None  # a running in-process emulator, when `%qaudio emulator` is on
+
+    # ---------------------------------------------------------------- key
+    def api_key(self) -> Secret | None:
+        """The key from ``%qaudio key``, else ``$DASHSCOPE_API_KEY`` (read at each call)."""
+        if self._key is not None:
+            return self._key
+        env = os.environ.get("DASHSCOPE_API_KEY", "").strip()
+        return Secret(env) if env else None
+
+    def set_key(self, key: str | Secret | None) -> None:
+        self._key = key if isinstance(key, Secret) or key is None else Secret(key)
+
+    @property
+    def key_source(self) -> str:
+        if self._key is not None:
+            return "set with %qaudio key (memory only)"
+        return "$DASHSCOPE_API_KEY" if os.environ.get("DASHSCOPE_API_KEY") else "none"
+
+    # ---------------------------------------------------------------- settings
+    def configure(self, **changes: Any) -> None:
+        """Change settings; backends are rebuilt lazily when their configuration changed."""
+        self.settings = replace(self.settings, **changes)
+
+    # ---------------------------------------------------------------- backends
+    def backend(self, model: str) -> Backend:
+        """The backend serving ``model`` with the current settings (created once, reused)."""
+        spec = lookup(model)
+        s = self.settings
+        if spec.route == "dashscope":
+            from .backends.dashscope import DashScopeBackend
+
+            config = (spec.route, s.dashscope_url(), s.timeouts, tuple(sorted(s.headers.items())))
+            with self._lock:
+                backend = self._backends.get(config)
+                if backend is None:
+                    backend = DashScopeBackend(
+                        s.dashscope_url(), self.api_key, timeouts=s.timeouts, headers=s.headers
+                    )
+                    self._backends[config] = backend
+                return backend
+        raise ConfigError(f"{model}: route {spec.route!r} is not available")
+
+    def close(self) -> None:
+        """Close every connection and stop the emulator this session started."""
+        with self._lock:
+            backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            backend.close()
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
+
+
+_session: Session | None = None
+_session_lock = threading.Lock()
+
+
+def get_session() -> Session:
+    """The process-wide session (created on first use)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = Session()
+        return _session
+
+
+def set_session(session: Session | None) -> Session | None:
+    """Replace the process-wide session (tests, `%unload_ext`); returns the old one."""
+    global _session
+    with _session_lock:
+        old, _session = _session, session
+    return old

@@ -1,0 +1,174 @@
+"""AnswerView: what the user sees while and after an answer streams in.
+
+In a notebook: one player per clip of the turn (an ipywidgets ``Audio``, autoplay and
+loop off), then the answer as one display that is updated in place as text arrives,
+then a footer. Both outputs carry plain-text fallbacks, so a notebook saved with default
+settings (no widget state) still says which clip the answer is about and holds no
+audio bytes. In a terminal the text is printed as it arrives.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import _codec
+from ._prepare import PreparedAudio
+from ._render import bundle
+
+__all__ = ["AnswerView", "display_mode", "make_player"]
+
+_PLAYABLE = {
+    "wav": "wav",
+    "mp3": "mpeg",
+    "aac": "aac",
+    "mov": "mp4",
+    "ogg": "ogg",
+    "matroska": "webm",
+    "flac": "flac",
+}
+_UPDATE_EVERY = 0.05  # seconds between re-renders while streaming (the first is immediate)
+
+
+def display_mode() -> str | None:
+    """'rich' inside a notebook kernel (or a capture), 'plain' in a terminal, None outside IPython."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.displaypub import DisplayPublisher
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    return "plain" if type(shell.display_pub) is DisplayPublisher else "rich"
+
+
+def make_player(audio: PreparedAudio) -> Any:
+    """An audio player widget for what was sent (the window, not the whole source)."""
+    import ipywidgets as widgets
+
+    if audio.url is not None and audio.url.startswith(("http://", "https://")):
+        return widgets.Audio.from_url(audio.url, autoplay=False, loop=False)
+    data, fmt = _playable(audio)
+    return widgets.Audio(value=data, format=fmt, autoplay=False, loop=False)
+
+
+def _playable(audio: PreparedAudio) -> tuple[bytes, str]:
+    """Bytes a browser can play: as sent when possible, else 16 kHz WAV (AMR, GSM, PCM)."""
+    codec = audio.clip.info.codec if audio.data is not None and audio.clip.info else ""
+    if audio.data is not None and audio.format in _PLAYABLE and codec not in ("gsm_ms", "amr_nb"):
+        return audio.data, _PLAYABLE[audio.format]
+    if audio.pcm is not None:
+        pcm = audio.pcm
+    else:
+        end = None if audio.seconds is None else audio.start + audio.seconds
+        pcm = _codec.decode(audio.clip._src(), start=audio.start, end=end, name=audio.clip.name)
+    return _codec.encode(pcm, _codec.TARGET_RATE, "wav"), "wav"
+
+
+class AnswerView:
+    """Live rendering of one turn; ``ask_audio`` drives it."""
+
+    def __init__(
+        self,
+        audio: Sequence[PreparedAudio],
+        *,
+        question: str | None,
+        notes: Sequence[str] = (),
+        mode: str = "rich",
+    ) -> None:
+        self.audio = list(audio)
+        self.question = question
+        self.notes = list(notes)
+        self.mode = mode
+        self.text = ""
+        self._handle: Any = None
+        self._last_render = 0.0
+        self._dirty = False
+        self.players: list[Any] = []
+
+    @property
+    def clips_line(self) -> str:
+        return ", ".join(_sent_label(a) for a in self.audio)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self.mode == "plain":
+            head = f"🔊 {self.clips_line}" if self.audio else "💬 follow-up"
+            print(head, *(f"note: {n}" for n in self.notes), sep="\n", flush=True)
+            return
+        from IPython.display import display
+
+        for audio in self.audio:
+            player = make_player(audio)
+            self.players.append(player)
+            bundle_ = player._repr_mimebundle_() if hasattr(player, "_repr_mimebundle_") else {}
+            if isinstance(bundle_, tuple):
+                bundle_ = bundle_[0]
+            data = dict(bundle_ or {})
+            data["text/plain"] = f"▶ {_sent_label(audio)} (audio player; run the cell to listen)"
+            display(data, raw=True)
+        data, md = self._bundle(footer="", status=None)
+        self._handle = display(data, metadata=md, raw=True, display_id=True)
+
+    def add(self, text: str) -> None:
+        """A new piece of answer text: shown at once, then at most every 50 ms."""
+        self.text += text
+        if self.mode == "plain":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        now = time.perf_counter()
+        if self._last_render and now - self._last_render < _UPDATE_EVERY:
+            self._dirty = True
+            return
+        self._render(footer="", status=None)
+        self._last_render = now
+
+    def finish(self, footer: str, metadata: dict[str, Any]) -> None:
+        self._final(footer, None, metadata)
+
+    def fail(self, status: str, metadata: dict[str, Any] | None = None) -> None:
+        """Keep whatever text arrived, marked incomplete with the reason."""
+        self._final("", status, metadata or {})
+
+    # ------------------------------------------------------------------ internals
+    def _final(self, footer: str, status: str | None, metadata: dict[str, Any]) -> None:
+        if self.mode == "plain":
+            tail = [t for t in (status, f"-- {footer}" if footer else "") if t]
+            print("", *tail, sep="\n", flush=True)
+            return
+        self._render(footer=footer, status=status, metadata=metadata)
+
+    def _bundle(
+        self, footer: str, status: str | None, metadata: dict[str, Any] | None = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        return bundle(
+            self.text,
+            clips_line=self.clips_line,
+            question=self.question,
+            notes=self.notes,
+            footer=footer,
+            status=status,
+            metadata=metadata or {"status": "streaming"},
+        )
+
+    def _render(
+        self, footer: str, status: str | None, metadata: dict[str, Any] | None = None
+    ) -> None:
+        data, md = self._bundle(footer, status, metadata)
+        if self._handle is not None:
+            self._handle.update(data, metadata=md, raw=True)
+        self._dirty = False
+
+
+def _sent_label(audio: PreparedAudio) -> str:
+    clip = audio.clip
+    text = clip.name
+    if audio.seconds is not None:
+        if clip.is_windowed or audio.cut_seconds:
+            text += f" [{audio.start:g}–{audio.start + audio.seconds:g} s]"
+        text += f" · {audio.seconds:.1f} s"
+    return text

@@ -1,0 +1,78 @@
+"""Shared fixtures: one emulator per test session, a fresh qaudio session and shell per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qaudio_magic._testing import TestingShell
+from qaudio_magic.emulator import Emulator
+from qaudio_magic.session import Session, Settings, set_session
+
+ROOT = Path(__file__).resolve().parents[1]
+AUDIO = ROOT / "notebooks" / "audio"  # small clips shipped with the repo
+SHARED_CORPUS = ROOT.parent / "shared" / "corpus" / "audio"
+TEST_KEY = "sk-qaudio-test-9f3b2c7d41e8"
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Emulator]:
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator_server: Emulator) -> Iterator[Emulator]:
+    """The emulator with an empty request log and no faults."""
+    emulator_server.clear()
+    emulator_server.clear_faults()
+    yield emulator_server
+    emulator_server.clear_faults()
+
+
+@pytest.fixture
+def session(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
+    """A fresh process-wide session pointed at the emulator, keyed by $DASHSCOPE_API_KEY."""
+    monkeypatch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", emu.base_url)
+    sess = Session(Settings(retries=0))
+    old = set_session(sess)
+    yield sess
+    sess.close()
+    set_session(old)
+
+
+@pytest.fixture
+def ip(session: Session) -> Iterator[TestingShell]:
+    """An IPython shell with the extension loaded, re-raising errors."""
+    shell = TestingShell.instance()
+    shell.run_line_magic("load_ext", "qaudio_magic")
+    shell.run_line_magic("config", "QAudioMagic.retries = 0")
+    yield shell
+    shell.run_line_magic("unload_ext", "qaudio_magic")
+    TestingShell.clear_instance()
+
+
+@pytest.fixture
+def audio() -> Path:
+    return AUDIO
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """The shared audio corpus (always present in CI); tests skip without it."""
+    if not SHARED_CORPUS.is_dir():
+        pytest.skip(f"audio corpus not found at {SHARED_CORPUS} (it ships beside the repo in CI)")
+    return SHARED_CORPUS
+
+
+@pytest.fixture(autouse=True)
+def _no_real_dashscope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real host: proxies off, key env cleared unless a fixture sets it."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    if "DASHSCOPE_API_KEY" in os.environ:
+        monkeypatch.delenv("DASHSCOPE_API_KEY")
