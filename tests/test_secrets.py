@@ -81,9 +81,9 @@ def test_errors_are_scrubbed_even_if_a_key_lands_in_a_message() -> None:
 
 
 def test_saved_notebook_never_holds_the_key(emu: Emulator) -> None:
-    from .test_notebooks import ROOT, execute, kernel_env
-
     import nbformat
+
+    from .test_notebooks import ROOT, execute, kernel_env
 
     nb = execute(
         ROOT / "notebooks" / "quickstart.ipynb",

@@ -109,7 +109,7 @@ def test_stream_cut_short_is_an_error_not_a_short_answer(
     session, emu: Emulator, audio: Path
 ) -> None:
     emu.add_fault("cut_after=3;times=1")
-    with pytest.raises(TransportError, match="closed the connection|ended the stream"):
+    with pytest.raises(TransportError, match=r"closed the connection|ended the stream"):
         ask_audio(audio / "speech_en.wav", "Q", display=False)
     assert len(session.conversations.current) == 0
 

@@ -282,6 +282,11 @@ class EmulatorServer(ThreadingHTTPServer):
         self._keep = keep
         self._lock = threading.Lock()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connections broken on purpose (reset faults) or by clients are not news."""
+        if self.verbose:
+            super().handle_error(request, client_address)
+
     def add_route(self, method: str, prefix: str, route: Route) -> None:
         self.routes.append((method, prefix, route))
 
