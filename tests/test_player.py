@@ -224,6 +224,21 @@ def test_answer_view_player_gets_the_answers_segments(
     assert "⏱ times: 1.5–1.85 s, 4–4.43 s" in data["text/plain"]
 
 
+def test_asking_again_about_a_clip_sends_no_audio_again(ip, emu: Emulator, audio: Path) -> None:
+    from ipywidgets.widgets.widget import _instances
+
+    shown = []
+    for question in ("What is said?", "And who says it?"):
+        with capture_output() as cap:
+            ip.run_cell_magic("qaudio", f"{audio / WORDS} --new", question)
+        model_id = next(o for o in cap.outputs if WIDGET in o.data).data[WIDGET]["model_id"]
+        shown.append(_instances[model_id])
+    first, second = shown
+    assert first is not second and isinstance(first, Player)
+    assert first.audio is second.audio, "the same audio model: its bytes went to the browser once"
+    assert len(player_mod._AUDIO) == 1
+
+
 def test_follow_up_shows_a_player_for_the_conversation_clip(ip, emu: Emulator, audio: Path) -> None:
     ip.run_cell_magic("qaudio", str(audio / WORDS), "What is said?")
     emu.reply_with("'orange' 从第4.0秒开始出现,至第4.43秒结束。")
