@@ -283,14 +283,14 @@ def _media_for_prepared(prepared: PreparedAudio) -> _Media:
     16 kHz WAV); the peaks from decoding exactly those bytes. Both are kept with the shared
     audio model, so asking about the same clip again decodes and sends nothing.
     """
+    from .view import _playable, _sent_label
+
     clip = prepared.clip
     label = _sent_label(prepared)
     if prepared.data is None and prepared.pcm is None:
         return _remote_media(clip, prepared.url or "", prepared.start, prepared.seconds, label)
 
     def build() -> tuple[bytes, str, tuple[bytes, float]]:
-        from .view import _playable
-
         data, fmt = _playable(prepared)
         log = _codec.DecodeLog()
         blocks = _codec.iter_pcm(data, name=clip.name, rate=None, log=log)
@@ -328,16 +328,6 @@ def _clip_label(clip: AudioClip, seconds: float) -> str:
     return f"{text} · {seconds:.1f} s"
 
 
-def _sent_label(audio: PreparedAudio) -> str:
-    clip = audio.clip
-    text = clip.name
-    if audio.seconds is not None:
-        if clip.is_windowed or audio.cut_seconds:
-            text += f" [{audio.start:g}–{audio.start + audio.seconds:g} s]"
-        text += f" · {audio.seconds:.1f} s"
-    return text
-
-
 # ---------------------------------------------------------------------- the widget
 _selected: list[weakref.ref[Player]] = []
 
@@ -362,7 +352,7 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
     src = traitlets.Unicode("").tag(sync=True)
     label = traitlets.Unicode("").tag(sync=True)
     note = traitlets.Unicode("").tag(sync=True)
-    segments = traitlets.List().tag(sync=True)
+    segments: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     selection = traitlets.Any(None, allow_none=True).tag(sync=True)
     point_seconds = traitlets.Float(2.0, help="how long a click on a point in time plays").tag(
         sync=True
@@ -408,7 +398,9 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
         for item in proposal["value"]:
             seg = _as_segment(item, self.offset)
             if self.duration and seg.start >= self.duration:
-                continue
+                continue  # beyond the clip: never shown as a link
+            if self.duration and seg.end is not None and seg.end > self.duration:
+                seg = replace(seg, end=self.duration)
             out.append({"start": seg.start, "end": seg.end, "label": seg.label(), "text": seg.text})
         return out
 
