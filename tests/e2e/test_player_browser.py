@@ -100,6 +100,15 @@ def test_chips_play_their_segment_and_a_drag_selects(
     paused, now = audio.evaluate("a => [a.paused, a.currentTime]")
     assert paused and now == pytest.approx(seen["end"], abs=1e-6), "it stays paused at the end"
 
+    # --- so does a click on the highlighted region of the waveform
+    region = player.locator(".qaudio-seg").nth(0)
+    audio.evaluate(RECORD_PLAYBACK)
+    region.click()
+    nb.page.wait_for_function("() => window.__qaudio && window.__qaudio.end !== undefined")
+    seen = nb.page.evaluate("() => window.__qaudio")
+    assert seen["start"] == pytest.approx(1.5, abs=0.06)
+    assert 1.85 - 0.01 <= seen["end"] <= 1.85 + 0.1
+
     # --- a point in time plays point_seconds (2 s) from that point
     audio.evaluate(RECORD_PLAYBACK)
     chips.nth(1).click()
@@ -154,3 +163,47 @@ def test_chips_play_their_segment_and_a_drag_selects(
 
     nb.assert_no_widget_errors()
     assert not [c for c in console if "qaudio" in c.lower() or "anywidget" in c.lower()], console
+
+
+THIRTY_MINUTES = """
+import numpy as np
+from pathlib import Path
+from qaudio_magic import _codec
+from qaudio_magic.player import Player
+speech = _codec.decode(Path("audio/speech_en.wav"))
+minute = _codec.encode(np.resize(speech, 60 * 16_000), 16_000, "mp3")
+Path("long_30min.mp3").write_bytes(minute * 30)  # MP3 frames concatenate: 30 minutes
+long = Player("long_30min.mp3", segments=[(1500.0, 1501.5)])
+long
+"""
+
+
+def test_a_thirty_minute_clip_stays_usable(open_notebook, jupyter: JupyterServer) -> None:
+    """A 30-minute MP3 (10.8 MB, sent once): waveform drawn, a chip at 25:00 plays its part."""
+    nb = open_notebook("player_long.ipynb", [THIRTY_MINUTES, "print('DONE')"], "lab")
+    nb.run_all()
+    nb.output("DONE", timeout=120)
+    player = nb.panel.locator(".qaudio-player")
+    chip = player.locator(".qaudio-chip")
+    chip.wait_for(timeout=30_000)
+    assert chip.inner_text() == "▶ 25:00–25:01.5"
+    audio = player.locator("audio")
+    audio.evaluate(
+        "a => a.readyState >= 1 || new Promise(r => a.addEventListener('loadedmetadata', r))"
+    )
+    # each concatenated 60 s MP3 brings its encoder delay and padding: ~1803.7 s in all
+    assert 1800.0 <= audio.evaluate("a => a.duration") <= 1806.0
+    drawn = player.locator("canvas").evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }"
+    )
+    assert drawn > 1000, "the waveform was drawn from the peaks"
+    audio.evaluate(RECORD_PLAYBACK)
+    chip.click()
+    nb.page.wait_for_function(
+        "() => window.__qaudio && window.__qaudio.end !== undefined", timeout=15_000
+    )
+    seen = nb.page.evaluate("() => window.__qaudio")
+    assert seen["start"] == pytest.approx(1500.0, abs=0.1)
+    assert 1501.5 - 0.01 <= seen["end"] <= 1501.5 + 0.15
+    nb.assert_no_widget_errors()
