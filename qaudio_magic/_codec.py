@@ -268,8 +268,9 @@ def _packed(frame: Any) -> np.ndarray:
 def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioInfo:
     """Decode the whole source once and report what it really holds.
 
-    Samples are counted, not converted: PCM is measured from the bytes its packets carry,
-    everything else from decoded frames, so a 10-minute WAV takes milliseconds.
+    Samples are counted, not converted: PCM is measured from the data bytes the file
+    really holds (not the size its header claims), everything else from decoded frames,
+    so a 10-minute WAV takes well under a millisecond.
     """
     import av
 
@@ -281,7 +282,13 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
         stream = _audio_stream(container, name)
         _describe(container, stream, log)
         width = _pcm_width(log.codec, log.channels)
-        if width:
+        layout = _wav_data(src) if width and log.container == "wav" else None
+        if layout is not None:  # PCM in RIFF: the samples are the data bytes actually present
+            offset, declared, _ = layout
+            present = _length(src) - offset
+            usable = present if declared is None else min(declared, present)
+            seconds = usable // width / max(log.rate, 1)
+        elif width:
             total = sum(p.size for p in container.demux(stream) if p.size)
             seconds = total / width / max(log.rate, 1)
         else:
@@ -308,7 +315,10 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
     if gaps:
         log.notes.append(_gap_note(gaps))
     if log.container == "wav":
-        claimed = _wav_claimed_seconds(src) or claimed
+        layout = _wav_data(src)
+        if layout is not None:
+            _, declared, byte_rate = layout
+            claimed = declared / byte_rate if declared is not None and byte_rate else None
     if claimed and claimed - duration > max(0.5, 0.1 * claimed):
         log.notes.append(
             f"the file looks truncated: its header promises {claimed:.1f} s, "
@@ -325,8 +335,15 @@ def _pcm_width(codec: str, channels: int) -> int:
     return int(match.group(1)) // 8 * channels if match and channels else 0
 
 
-def _wav_claimed_seconds(src: Source) -> float | None:
-    """Seconds a RIFF/WAVE header says its data chunk holds (None: unknown or streaming)."""
+def _length(src: Source) -> int:
+    return src.stat().st_size if isinstance(src, Path) else len(src)
+
+
+def _wav_data(src: Source) -> tuple[int, int | None, int] | None:
+    """RIFF/WAVE layout: (data offset, declared data size or None if open-ended, byte rate).
+
+    Streaming writers leave the size 0 or 0xFFFFFFFF; None then means "to the end of file".
+    """
     head = _head(src, 1 << 16)
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
@@ -336,9 +353,7 @@ def _wav_claimed_seconds(src: Source) -> float | None:
         if chunk == b"fmt " and pos + 16 <= len(head):
             byte_rate = struct.unpack("<I", head[pos + 16 : pos + 20])[0]
         elif chunk == b"data":
-            if size in (0, 0xFFFFFFFF) or not byte_rate:  # streaming writers leave it open
-                return None
-            return size / byte_rate
+            return pos + 8, None if size in (0, 0xFFFFFFFF) else size, byte_rate
         pos += 8 + size + (size & 1)
     return None
 

@@ -5,12 +5,13 @@ windowed and nothing must be cut; otherwise the window is decoded, downmixed to 
 mono and re-encoded as ``Limits.transcode_format``. What was cut to respect the model's
 30 s is recorded so the view can say so: never a silent cut.
 
-Why 16-bit WAV for re-encoded audio (measured on a 30 s window, 16 kHz mono): WAV takes
-about 1 ms to write and is lossless (960 KB); FLAC is 2× smaller but costs about 12 ms and
-is not on DashScope's documented format list; MP3 (libmp3lame, 48 kb/s) is 5× smaller but
-costs about 115 ms and adds coding artefacts the model then hears. Because local audio is
-uploaded once and referenced by ``oss://`` URL on later turns (see ``backends/_upload``),
-size matters once per clip, not once per turn, so the fastest lossless choice wins.
+Why 16-bit WAV for re-encoded audio (measured on 30 s of speech, 16 kHz mono): WAV takes
+about 1.5 ms to write and is lossless (960 KB); FLAC is lossless and 5× smaller (180 KB)
+but costs about 10 ms and is not on DashScope's documented format list; MP3 (libmp3lame,
+48 kb/s) is as small but costs about 118 ms and adds artefacts the model then hears.
+Because local audio is uploaded once and referenced by ``oss://`` URL on later turns (see
+``backends/_upload``), size matters once per clip, not once per turn, so the fastest
+lossless format the service documents wins.
 
 URL sources stay URLs: the service fetches them. The kernel only asks the server whether
 the file exists (HEAD), so a 404 fails here, before anything is sent. A URL is
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["PlannedAudio", "PreparedAudio", "SendPlan", "prepare"]
 
 MAX_FETCH_BYTES = 200_000_000  # cap on downloading a URL source into the kernel
+# Encoders pad: a "30 s" MP3 decodes to 30.01-30.05 s. Up to this much over the model's
+# limit a clip still counts as within it (the service drops those milliseconds of padding);
+# beyond it the clip is cut here and the view says so.
+CUT_SLACK = 0.1
 URL_CHECK_TIMEOUT = 5.0
 
 _MIME = {
@@ -143,7 +148,7 @@ def _prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
     start = clip.start
     seconds = clip.duration or 0.0
     cut = 0.0
-    if limits.max_audio_seconds is not None and seconds > limits.max_audio_seconds:
+    if limits.max_audio_seconds is not None and seconds > limits.max_audio_seconds + CUT_SLACK:
         cut = seconds - limits.max_audio_seconds
         seconds = limits.max_audio_seconds
     notes = tuple(f"{clip.name}: {note}" for note in info.notes)

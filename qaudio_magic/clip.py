@@ -22,8 +22,10 @@ import binascii
 import hashlib
 import numbers
 import os
+import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -70,7 +72,7 @@ class AudioClip:
         if len(clips) != 1:
             raise InputError(f"expected one audio source, got {len(clips)}")
         clip = clips[0]
-        return replace(clip, name=name) if name else clip
+        return clip._derive(name=name) if name else clip
 
     @classmethod
     def from_bytes(
@@ -126,7 +128,11 @@ class AudioClip:
         """Decoded facts of the whole source (None for remote URLs, which are not fetched)."""
         if self.is_remote:
             return None
-        return _codec.probe(self._src(), name=self.name, fmt=self.format_hint)
+        return _file_fact(
+            self.path,
+            "info",
+            lambda: _codec.probe(self._src(), name=self.name, fmt=self.format_hint),
+        )
 
     def decode(self, start: float = 0.0, end: float | None = None) -> Any:
         """Mono float32 samples at 16 kHz for ``[start, end)`` seconds of the source."""
@@ -139,14 +145,15 @@ class AudioClip:
         """Identity of the clip's source: sha256 of its bytes (of the URL text for URLs)."""
         if self.is_remote:
             return hashlib.sha256((self.location or "").encode()).hexdigest()
-        digest = hashlib.sha256()
         if self.path is not None:
-            with open(self.path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        else:
-            digest.update(self.payload or b"")
-        return digest.hexdigest()
+            path = self.path
+
+            def digest() -> str:
+                with open(path, "rb") as fh:
+                    return hashlib.file_digest(fh, "sha256").hexdigest()
+
+            return _file_fact(path, "sha256", digest)
+        return hashlib.sha256(self.payload or b"").hexdigest()
 
     def read_bytes(self) -> bytes:
         """The source's encoded bytes (reads the file for path clips)."""
@@ -199,7 +206,15 @@ class AudioClip:
             raise InputError(
                 f"{self.name}: window starts at {abs_lo:g} s but the clip is only {total:.1f} s"
             )
-        return replace(self, start=abs_lo, end=abs_hi)
+        return self._derive(start=abs_lo, end=abs_hi)
+
+    def _derive(self, **changes: Any) -> AudioClip:
+        """A changed copy that keeps the facts already measured (no second probe or hash)."""
+        new = replace(self, **changes)
+        for fact in ("info", "sha256"):
+            if fact in self.__dict__:
+                new.__dict__[fact] = self.__dict__[fact]
+        return new
 
     # ----------------------------------------------------------------- display
     def label(self) -> str:
@@ -234,6 +249,35 @@ class AudioClip:
 
 
 # --------------------------------------------------------------------- helpers
+# Facts of files measured in this process, keyed by (path, size, mtime, inode): asking again
+# about the same file (another window, another cell, a batch) neither re-reads nor re-hashes
+# it, and an edited file is measured afresh.
+_FACTS: OrderedDict[tuple[object, ...], dict[str, Any]] = OrderedDict()
+_FACTS_ITEMS = 512
+_facts_lock = threading.Lock()
+
+
+def _file_fact(path: Path | None, fact: str, measure: Callable[[], Any]) -> Any:
+    if path is None:
+        return measure()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return measure()  # let the measurement raise its own, clearer error
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _facts_lock:
+        known = _FACTS.get(key, {})
+        if fact in known:
+            _FACTS.move_to_end(key)
+            return known[fact]
+    value = measure()
+    with _facts_lock:
+        _FACTS.setdefault(key, {})[fact] = value
+        while len(_FACTS) > _FACTS_ITEMS:
+            _FACTS.popitem(last=False)
+    return value
+
+
 def parse_time(value: float | int | str) -> float:
     """Seconds from ``90``, ``'90'``, ``'1:30'``, ``'1:30.5'`` or ``'0:01:30'``."""
     if isinstance(value, (int, float)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -294,3 +295,33 @@ def test_slow_upload_fault_is_honoured(session: Session, emu: Emulator, audio: P
     started = time.perf_counter()
     ask_audio(audio / "tone_440hz_3s.wav", "Q", display=False)
     assert time.perf_counter() - started >= 0.3
+
+
+def test_emulator_enforces_the_service_limits(emu: Emulator, corpus: Path) -> None:
+    """Over 10 MB (base64 or oss://) and undecodable audio: the documented error shapes."""
+    url = f"{emu.base_url}/services/aigc/multimodal-generation/generation"
+    headers = {"Authorization": f"Bearer {TEST_KEY}", "X-DashScope-OssResourceResolve": "enable"}
+
+    def call(audio: str) -> httpx.Response:
+        body = {
+            "model": MODEL,
+            "parameters": {},
+            "input": {"messages": [{"role": "user", "content": [{"audio": audio}]}]},
+        }
+        return httpx.post(url, json=body, headers=headers, timeout=30)
+
+    big = (corpus / "long/big_65s_48k_stereo_12.5MB.wav").read_bytes()
+    inline = call("data:;base64," + base64.b64encode(big[:8_000_000]).decode())
+    assert inline.status_code == 400 and inline.json()["code"] == "InvalidParameter"
+    assert "the limit is 10 MB" in inline.json()["message"]
+    png = call(
+        "data:;base64," + base64.b64encode((corpus / "bad/png_renamed.wav").read_bytes()).decode()
+    )
+    assert png.status_code == 400 and png.json()["message"] == "File format is not supported."
+    emu.oss_store.put("dashscope-instant/emulator/t/big.wav", big, MODEL, "audio/x-wav")
+    stored = call("oss://dashscope-instant/emulator/t/big.wav")
+    assert stored.status_code == 400 and "larger than 10 MB" in stored.json()["message"]
+    missing = call("oss://dashscope-instant/emulator/t/none.wav")
+    assert (
+        missing.status_code == 400 and "does not exist or has expired" in missing.json()["message"]
+    )
