@@ -139,10 +139,8 @@ def _prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
             # bytes are needed: download (capped), then prepare them like a local file
             return replace(_prepare(_fetch(clip), limits), clip=clip)
         notes = _check_url(clip.location or "", limits) if clip.kind == "url" else ()
-        return PreparedAudio(
-            clip, None, clip.location, _guess_format(clip.name), clip.start, clip.duration,
-            notes=notes,
-        )  # fmt: skip
+        fmt = _guess_format(clip.name)
+        return PreparedAudio(clip, None, clip.location, fmt, clip.start, None, notes=notes)
     info = clip.info
     assert info is not None
     start = clip.start
@@ -172,10 +170,10 @@ def _prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
             f"{clip.name}: {len(data) / 1e6:.1f} MB after re-encoding is over the "
             f"{limits.max_audio_bytes / 1e6:.0f} MB limit (send a shorter window)"
         )
+    sent = len(pcm) / _codec.TARGET_RATE
     return PreparedAudio(
-        clip, data, None, limits.transcode_format, start, len(pcm) / _codec.TARGET_RATE,
-        cut, True, notes=notes,
-    )  # fmt: skip
+        clip, data, None, limits.transcode_format, start, sent, cut, True, notes=notes
+    )
 
 
 def _guess_format(name: str) -> str:

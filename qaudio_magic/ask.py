@@ -235,14 +235,9 @@ def _plan(
     planner = getattr(backend, "plan", None)
     if planner is not None:
         routes, body_bytes = planner(request)
-    else:  # a backend without a planner: assume inline base64 for bytes
-        routes = [
-            (a, "url" if a.url else "pcm" if a.pcm is not None else "inline",
-             len(a.url) if a.url else 4 * -(-a.size // 3))
-            for m in request.messages
-            for a in m.audio
-        ]  # fmt: skip
-        body_bytes = sum(b for _, route, b in routes if route != "pcm") + 500
+    else:  # a backend without a planner: bytes are assumed to go inline as base64
+        routes = [(a, *_default_route(a)) for m in request.messages for a in m.audio]
+        body_bytes = 500 + sum(wire for _, _, wire in routes)
     first_new = len(routes) - new_clips
     items = tuple(
         PlannedAudio(
@@ -258,6 +253,14 @@ def _plan(
     return SendPlan(
         request.model, conversation, question, items, body_bytes, upload_bytes, tuple(notes)
     )
+
+
+def _default_route(audio: PreparedAudio) -> tuple[str, int]:
+    if audio.url is not None:
+        return "url", len(audio.url)
+    if audio.pcm is not None:
+        return "pcm", 0
+    return "inline", 4 * -(-audio.size // 3)
 
 
 # ---------------------------------------------------------------------- streaming

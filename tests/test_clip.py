@@ -150,3 +150,11 @@ def test_sha256_identifies_the_source_bytes(audio: Path) -> None:
     assert by_path.sha256 == AudioClip.from_source(wav.read_bytes()).sha256
     assert by_path.sha256 != AudioClip.from_source(audio / "tone_440hz_3s.wav").sha256
     assert by_path[1:2].sha256 == by_path.sha256  # a window is of the same source
+
+
+def test_cpu_tensor_samples_need_no_torch_code() -> None:
+    torch = pytest.importorskip("torch", reason="torch is optional; numpy arrays cover the path")
+    samples = torch.from_numpy(tone(1.0, 16_000))
+    (clip,) = resolve_sources((samples, 16_000))
+    assert abs(clip.info.duration - 1.0) < 1e-3
+    assert peak_hz(clip.decode(0.2, 0.8)) == pytest.approx(440, abs=2)

@@ -210,6 +210,7 @@ def test_dry_run_shows_the_plan_and_sends_nothing(ip, emu: Emulator, corpus: Pat
     long = corpus / "long/long_95s_markers.wav"
     with capture_output() as cap:
         plan = ip.run_cell_magic("qaudio", f"{long} --start 60 --end 90 --dry-run", "Q")
+    assert cap.outputs == []  # shown as the cell's value, like any result
     assert emu.requests == []
     assert ip.run_line_magic("qaudio", "history") is None
     text = str(plan)
@@ -218,13 +219,22 @@ def test_dry_run_shows_the_plan_and_sends_nothing(ip, emu: Emulator, corpus: Pat
     assert row == ["long_95s_markers.wav", "60–90", "s", "30.0", "750", "961", "KB", *row[7:]]
     assert "temporary upload, then oss://" in text
     assert plan.tokens == 750 and plan.upload_bytes == 960_044 + 1_000
+    html = plan._repr_mimebundle_()["text/html"]
+    assert "<table>" in html and "temporary upload, then oss://" in html
+    # after a real turn, a follow-up's dry run lists the clip as history, already uploaded
+    ip.run_cell_magic("qaudio", f"{long} --start 60 --end 90", "Q")
+    before = len(emu.requests)
+    follow = ip.run_cell_magic("qaudio", "--dry-run", "And then?")
+    assert [(i.route, i.history) for i in follow.items] == [("uploaded", True)]
+    assert follow.upload_bytes == 0 and follow.wire_bytes < 1_000
+    assert len(emu.requests) == before
+    emu.clear()
     # with uploads off, the base64 copy is the cost, in the request body itself
     ip.run_line_magic("config", "QAudioMagic.upload = 'never'")
     plan = ip.run_cell_magic("qaudio", f"{long} --start 60 --end 90 --dry-run", "Q")
     assert plan.items[0].route == "inline" and plan.upload_bytes == 0
     assert plan.request_bytes > 4 * 960_044 // 3
     assert emu.requests == []
-    del cap
 
 
 def test_estimate_next_to_the_service_count(ip, emu: Emulator, corpus: Path) -> None:
@@ -236,3 +246,26 @@ def test_estimate_next_to_the_service_count(ip, emu: Emulator, corpus: Path) -> 
 
 def test_prepared_base64_sizes() -> None:
     assert len(base64.b64encode(b"x" * 960_044)) == 4 * -(-960_044 // 3)
+
+
+def test_arrays_and_ipython_audio_reach_the_emulator(ip, emu: Emulator) -> None:
+    import IPython.display
+
+    rate = 48_000
+    t = np.arange(2 * rate) / rate
+    y = (0.4 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    ip.user_ns.update(
+        y=y,
+        sr=rate,
+        take=(np.stack([y, y]), rate),
+        player=IPython.display.Audio(y, rate=rate),
+    )
+    answer = ip.run_cell_magic("qaudio", "take", "Q")  # a variable holding (samples, rate)
+    (item,) = sent(emu)
+    assert (item.duration, item.sample_rate, item.channels) == (2.0, rate, 2)  # WAV as is
+    answer = ip.run_cell_magic("qaudio", "y sr --start 0.5 --end 1.5", "Q")  # samples, then rate
+    (item,) = sent(emu)
+    assert item.duration == pytest.approx(1.0, abs=1e-3) and item.sample_rate == 16_000
+    assert round(beep_hz(_codec.decode(item.data), 0.2)) == 440
+    answer = ip.run_cell_magic("qaudio", "player", "Q")
+    assert "1 audio clip (2.00 s)" in answer.text
