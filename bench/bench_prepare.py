@@ -161,9 +161,9 @@ def rows(quick: bool) -> list[dict]:
             theirs = _time(peer, runs) if peer is not None else []
             m = statistics.median(mine)
             p = statistics.median(theirs) if theirs else None
-            met = p is not None and m < p and (limit_ms is None or m * 1000 <= limit_ms)
-            if not target:
-                met = None
+            met: bool | None = None  # no target, or no peer to compare with
+            if target and p is not None:
+                met = m < p and (limit_ms is None or m * 1000 <= limit_ms)
             out.append(
                 {
                     "row": name,
@@ -171,7 +171,7 @@ def rows(quick: bool) -> list[dict]:
                     "peer": f"ffmpeg CLI {_median(theirs)}" if theirs else "",
                     "ratio": f"{p / m:.1f}× (ffmpeg ÷ ours)" if p else "",
                     "target": target,
-                    "met": met if p is not None else None,
+                    "met": met,
                     "note": note if p is not None else "ffmpeg not installed: no peer",
                 }
             )

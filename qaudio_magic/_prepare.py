@@ -299,7 +299,7 @@ class SendPlan:
         return self.request_bytes + self.upload_bytes
 
     def rows(self) -> list[tuple[str, ...]]:
-        out = []
+        out: list[tuple[str, ...]] = []
         for item in self.items:
             a = item.audio
             window = "?" if a.seconds is None else f"{_num(a.start)}–{_num(a.start + a.seconds)} s"

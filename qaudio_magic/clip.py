@@ -149,8 +149,11 @@ class AudioClip:
             path = self.path
 
             def digest() -> str:
+                sha = hashlib.sha256()
                 with open(path, "rb") as fh:
-                    return hashlib.file_digest(fh, "sha256").hexdigest()
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        sha.update(block)
+                return sha.hexdigest()
 
             return _file_fact(path, "sha256", digest)
         return hashlib.sha256(self.payload or b"").hexdigest()
@@ -404,11 +407,12 @@ def _is_ipython_audio(obj: object) -> bool:
 
 
 def _as_rate(rate: object, name: str) -> int:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate > 0:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not float(rate) > 0:
         raise InputError(f"{name}: the sample rate must be a positive number, got {rate!r}")
-    if rate != int(rate) or not 1_000 <= rate <= 768_000:
+    hz = float(rate)
+    if hz != round(hz) or not 1_000 <= hz <= 768_000:
         raise InputError(f"{name}: {rate!r} Hz is not a usable sample rate")
-    return int(rate)
+    return round(hz)
 
 
 def _as_pcm(array: Any, name: str) -> Any:
