@@ -148,3 +148,52 @@ def test_format_hint_for_bytes(corpus: Path) -> None:
     data = (corpus / "formats/en_aac_adts.aac").read_bytes()
     assert _codec.probe(data, fmt="aac").codec == "aac"
     assert _codec.probe(data, fmt="mp3").codec == "aac"  # a wrong hint falls back to sniffing
+
+
+def _stepped_tone(seconds: int, rate: int) -> np.ndarray:
+    """A tone whose pitch is 300 + 50·k Hz during second k (the pitch tells the time), with
+    a 2 ms click at k + 0.25 s (the click tells the time to the millisecond)."""
+    t = np.arange(seconds * rate) / rate
+    pcm = 0.3 * np.sin(2 * np.pi * np.cumsum(300 + 50 * np.floor(t)) / rate)
+    for k in range(seconds):
+        at = round((k + 0.25) * rate)
+        pcm[at : at + rate // 500] = 0.95
+    return pcm.astype(np.float32)
+
+
+def _encode(container: str, codec: str, pcm: np.ndarray, rate: int) -> bytes:
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        kind, data = ("s16", (pcm * 32767).astype(np.int16)) if codec == "flac" else ("flt", pcm)
+        for i in range(0, len(data), 3840):
+            frame = av.AudioFrame.from_ndarray(data[None, i : i + 3840], format=kind, layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("container", "codec"),
+    [("flac", "flac"), ("ogg", "libopus"), ("webm", "libopus"), ("mp4", "aac")],
+)
+def test_seeking_windows_in_indexed_containers(container: str, codec: str) -> None:
+    data = _encode(container, codec, _stepped_tone(20, 48_000), 48_000)
+    window = _codec.decode(data, start=12.0, end=13.0)  # reached by seeking
+    assert len(window) == 16_000
+    assert dominant_hz(window[5_000:15_000]) == pytest.approx(900, abs=2)  # second 12
+    whole = _codec.decode(data)
+    click = int(np.argmax(window)) / 16_000
+    assert click == pytest.approx(int(np.argmax(whole[192_000:208_000])) / 16_000, abs=0.001)
+    # at 0.25 s; AAC keeps its 1024-sample encoder priming (21 ms) when, as here, the MP4
+    # has no edit list — in both paths alike
+    assert click == pytest.approx(0.25, abs=0.025 if codec == "aac" else 0.003)
+    if codec == "flac":  # lossless: the very samples of a decode from the start
+        assert np.array_equal(window, whole[192_000:208_000])
