@@ -290,8 +290,18 @@ def test_a_failed_upload_sends_no_call_and_keeps_the_conversation(
     assert "1 audio clip (5.11 s)" in answer.text and len(session.conversations.current) == 1
 
 
+def test_unnamed_faults_hit_the_model_call_not_the_upload(
+    session: Session, emu: Emulator, audio: Path
+) -> None:
+    emu.add_fault("status=429;code=Throttling.RateQuota;times=1")
+    with pytest.raises(APIError) as err:
+        ask_audio(audio / "speech_en.wav", "Q", display=False)
+    assert (err.value.status, err.value.code) == (429, "Throttling.RateQuota")
+    assert [r.status for r in emu.requests] == [200, 200, 429]  # policy, form, then the call
+
+
 def test_slow_upload_fault_is_honoured(session: Session, emu: Emulator, audio: Path) -> None:
-    emu.add_fault("slow_upload=0.3;path=/oss;times=1")
+    emu.add_fault("slow_upload=0.3;times=1")  # slow_upload is about the OSS form alone
     started = time.perf_counter()
     ask_audio(audio / "tone_440hz_3s.wav", "Q", display=False)
     assert time.perf_counter() - started >= 0.3

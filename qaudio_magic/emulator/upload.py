@@ -127,12 +127,15 @@ class OssStore:
         return True
 
     def get(self, url: str) -> bytes | None:
-        """A file's bytes while it lives (what the generation endpoint resolves)."""
+        """A file's bytes while it lives (what the generation endpoint resolves).
+
+        Files a test put straight into ``Emulator.oss`` have no upload record and never expire.
+        """
         with self._lock:
             meta = self.meta.get(url)
-            if meta is None or meta.expires <= self.clock():
-                return None
-            return meta.data
+            if meta is None:
+                return self.files.get(url)
+            return meta.data if meta.expires > self.clock() else None
 
 
 class PolicyRoute:
