@@ -3,28 +3,39 @@
 Durations come from decoding, never from headers: headers lie for ADTS AAC, streamed
 WebM and truncated MP3. Decoding goes packet by packet so that one undecodable packet
 (AMR comfort-noise frames written with DTX, which FFmpeg does not implement) becomes
-silence with a note instead of failing the whole clip.
+silence with a note instead of failing the whole clip. A header that promises more audio
+than the file holds (an interrupted download or recording) is reported as a note.
+
+Windows deep inside long files are reached by seeking where the container has an index
+or exact timestamps (WAV, FLAC, MP4, Ogg, Matroska); raw streams (MP3, ADTS, AMR) are
+decoded from the start, which is cheap for them and exact.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import struct
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
-from .errors import AudioDecodeError
+from .errors import AudioDecodeError, SourceError
 
 __all__ = ["AudioInfo", "DecodeLog", "decode", "encode", "iter_pcm", "probe"]
 
 Source = Union[bytes, Path]  # noqa: UP007 - a runtime alias, 3.10 safe  # encoded bytes in memory, or a file on disk (read lazily)
 
 TARGET_RATE = 16_000
+_SEEKABLE = ("wav", "w64", "flac", "mov", "ogg", "matroska", "aiff")  # exact timestamps
+_SEEK_FROM = 5.0  # seconds: below this, decoding from the start costs nothing
+_PREROLL = 0.5  # seconds decoded before a seek target, so lapped codecs (AAC, Opus) settle
+_PCM_BYTES = re.compile(r"pcm_[suf](8|16|24|32|64)")
 
 
 @dataclass(frozen=True)
@@ -56,19 +67,47 @@ class DecodeLog:
     notes: list[str] = field(default_factory=list)
 
 
-def _open(src: Source, name: str):  # type: ignore[no-untyped-def]
+# --------------------------------------------------------------------------- opening
+def _open(src: Source, name: str, fmt: str | None = None) -> Any:
+    """An open PyAV container; ``fmt`` is a demuxer hint tried before sniffing."""
     import av  # deferred: keeps `%load_ext` light
 
-    try:
-        if isinstance(src, Path):
-            return av.open(str(src), mode="r")
-        if not src:
-            raise AudioDecodeError(f"{name}: the source is empty (0 bytes)")
-        return av.open(io.BytesIO(src), mode="r")
-    except AudioDecodeError:
-        raise
-    except (av.error.FFmpegError, OSError) as exc:
-        raise AudioDecodeError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+    if isinstance(src, (bytes, bytearray)) and not src:
+        raise AudioDecodeError(f"{name}: the source is empty (0 bytes)")
+    if isinstance(src, Path):
+        try:
+            if src.stat().st_size == 0:
+                raise AudioDecodeError(f"{name}: the source is empty (0 bytes)")
+        except OSError as exc:
+            raise SourceError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    last: BaseException | None = None
+    hints: tuple[str | None, ...] = (fmt, None) if fmt else (None,)
+    options = {}
+    if fmt is None and _head(src, 12)[8:12] == b"WAVE":
+        # FFmpeg's stream probing reads ~20 ms of a PCM WAV looking for S/PDIF data;
+        # the RIFF header already says everything, so skip straight to it.
+        hints, options = ("wav", None), {"probesize": "32"}
+    for hint in hints:
+        try:
+            opts = options if hint == "wav" else {}
+            if isinstance(src, Path):
+                return av.open(str(src), mode="r", format=hint, options=opts)
+            return av.open(io.BytesIO(src), mode="r", format=hint, options=opts)
+        except PermissionError as exc:
+            raise SourceError(
+                f"{name}: cannot read ({exc.strerror or 'permission denied'})"
+            ) from None
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            last = exc
+    assert last is not None
+    raise AudioDecodeError(f"{name}: not a readable audio file ({_reason(last)})") from None
+
+
+def _head(src: Source, n: int) -> bytes:
+    if isinstance(src, Path):
+        with open(src, "rb") as fh:
+            return fh.read(n)
+    return bytes(src[:n])
 
 
 def _reason(exc: BaseException) -> str:
@@ -79,12 +118,48 @@ def _reason(exc: BaseException) -> str:
     return text.split(":")[0].strip() or type(exc).__name__
 
 
-def _audio_stream(container, name: str):  # type: ignore[no-untyped-def]
+def _audio_stream(container: Any, name: str) -> Any:
     streams = list(container.streams.audio)
     if not streams:
         kind = container.format.name if container.format else "unknown"
         raise AudioDecodeError(f"{name}: no audio stream in this file (it looks like {kind})")
     return streams[0]
+
+
+def _codec_name(codec: str) -> str:
+    return {"mp3float": "mp3", "amrnb": "amr_nb", "amrwb": "amr_wb"}.get(codec, codec)
+
+
+def _describe(container: Any, stream: Any, log: DecodeLog) -> None:
+    ctx = stream.codec_context
+    log.codec = _codec_name(ctx.name)
+    log.container = container.format.name.split(",")[0] if container.format else "?"
+    log.rate, log.channels = ctx.sample_rate or 0, ctx.channels
+
+
+def _frames(container: Any, stream: Any, name: str) -> Iterator[Any]:
+    """Decoded frames in order; a ``float`` stands for that many seconds of undecodable packets."""
+    import av
+
+    ctx = stream.codec_context
+    for packet in container.demux(stream):
+        try:
+            frames = ctx.decode(packet)
+        except (av.error.PatchWelcomeError, av.error.InvalidDataError) as exc:
+            if not (packet.size and packet.duration and packet.time_base):
+                raise AudioDecodeError(f"{name}: undecodable audio ({_reason(exc)})") from None
+            yield float(packet.duration * packet.time_base)
+            continue
+        yield from frames
+
+
+def _gap_note(seconds: float) -> str:
+    return f"{seconds:.2f} s of undecodable frames (AMR DTX comfort noise) became silence"
+
+
+# --------------------------------------------------------------------------- decoding
+class _SeekMissed(Exception):
+    """The seek landed after the target (or without timestamps): decode from the start."""
 
 
 def iter_pcm(
@@ -94,80 +169,193 @@ def iter_pcm(
     rate: int | None = TARGET_RATE,
     mono: bool = True,
     log: DecodeLog | None = None,
+    start: float = 0.0,
+    fmt: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 PCM blocks, shape ``(channels, n)``, resampled to ``rate`` (None: native).
 
-    ``log`` receives the native format and what was repaired on the way (undecodable
-    packets replaced by silence).
+    Blocks begin at ``start`` seconds of the source (seeking where that is exact). ``log``
+    receives the native format and what was repaired on the way.
     """
+    log = log if log is not None else DecodeLog()
+    if start >= _SEEK_FROM:
+        try:
+            yield from _pcm(src, name, rate, mono, log, start, fmt, seek=True)
+            return
+        except _SeekMissed:
+            log.notes.clear()
+    yield from _pcm(src, name, rate, mono, log, start, fmt, seek=False)
+
+
+def _pcm(
+    src: Source,
+    name: str,
+    rate: int | None,
+    mono: bool,
+    log: DecodeLog,
+    start: float,
+    fmt: str | None,
+    *,
+    seek: bool,
+) -> Iterator[np.ndarray]:
     import av
 
-    log = log if log is not None else DecodeLog()
-    container = _open(src, name)
+    container = _open(src, name, fmt)
     try:
         stream = _audio_stream(container, name)
-        ctx = stream.codec_context
-        log.codec = _codec_name(ctx.name)
-        log.container = container.format.name.split(",")[0] if container.format else "?"
-        log.rate, log.channels = ctx.sample_rate or 0, ctx.channels
+        _describe(container, stream, log)
+        if seek:
+            if log.container not in _SEEKABLE:
+                raise _SeekMissed
+            target = max(start - _PREROLL, 0.0)
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         resampler = None
+        to_skip: int | None = None if seek else round(start * (rate or 0))
         skipped = 0.0
-        for packet in container.demux(stream):
-            try:
-                frames = ctx.decode(packet)
-            except (av.error.PatchWelcomeError, av.error.InvalidDataError) as exc:
-                if not (packet.size and packet.duration and packet.time_base):
-                    raise AudioDecodeError(f"{name}: undecodable audio ({_reason(exc)})") from None
-                gap = float(packet.duration * packet.time_base)
-                skipped += gap
+        for item in _frames(container, stream, name):
+            if isinstance(item, float):
+                skipped += item
+                if resampler is None and to_skip is None:
+                    raise _SeekMissed
                 width = 1 if mono else max(log.channels, 1)
-                yield np.zeros((width, round(gap * (rate or log.rate))), dtype=np.float32)
-                continue
-            for frame in frames:
+                blocks = [np.zeros((width, round(item * (rate or log.rate))), dtype=np.float32)]
+            else:
                 if resampler is None:
-                    log.rate, log.channels = frame.sample_rate, frame.layout.nb_channels
+                    log.rate, log.channels = item.sample_rate, item.layout.nb_channels
+                    out_rate = rate or item.sample_rate
                     resampler = av.AudioResampler(
-                        format="flt",
-                        layout="mono" if mono else frame.layout.name,
-                        rate=rate or frame.sample_rate,
+                        format="flt", layout="mono" if mono else item.layout.name, rate=out_rate
                     )
-                for out in resampler.resample(frame):
-                    yield _packed(out)
+                    if to_skip is None:  # after a seek: where did we land?
+                        if item.pts is None:
+                            raise _SeekMissed
+                        landed = float(item.pts * item.time_base) - origin
+                        if landed > start + 1e-3:
+                            raise _SeekMissed
+                        to_skip = round((start - landed) * out_rate)
+                    elif rate is None:
+                        to_skip = round(start * out_rate)
+                blocks = [_packed(out) for out in resampler.resample(item)]
+            for block in blocks:
+                if to_skip:
+                    cut = min(to_skip, block.shape[1])
+                    block, to_skip = block[:, cut:], to_skip - cut
+                if block.shape[1]:
+                    yield block
         if resampler is not None:
             for out in resampler.resample(None):
-                yield _packed(out)
+                block = _packed(out)
+                if to_skip:
+                    cut = min(to_skip, block.shape[1])
+                    block, to_skip = block[:, cut:], to_skip - cut
+                if block.shape[1]:
+                    yield block
         if skipped:
-            log.notes.append(
-                f"{skipped:.2f} s of undecodable frames (AMR DTX comfort noise) became silence"
-            )
+            log.notes.append(_gap_note(skipped))
     except av.error.FFmpegError as exc:
         raise AudioDecodeError(f"{name}: undecodable audio ({_reason(exc)})") from None
     finally:
         container.close()
 
 
-def _packed(frame) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _packed(frame: Any) -> np.ndarray:
     channels = frame.layout.nb_channels
     data = frame.to_ndarray().reshape(-1)
     return data.reshape(-1, channels).T.astype(np.float32, copy=False)
 
 
-def probe(src: Source, *, name: str = "audio") -> AudioInfo:
-    """Decode the whole source once at its native rate and report what it really holds."""
+def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioInfo:
+    """Decode the whole source once and report what it really holds.
+
+    Samples are counted, not converted: PCM is measured from the data bytes the file
+    really holds (not the size its header claims), everything else from decoded frames,
+    so a 10-minute WAV takes well under a millisecond.
+    """
+    import av
+
     log = DecodeLog()
-    samples = sum(b.shape[1] for b in iter_pcm(src, name=name, rate=None, mono=False, log=log))
-    if samples == 0 or log.rate == 0:
+    seconds = 0.0
+    gaps = 0.0
+    container = _open(src, name, fmt)
+    try:
+        stream = _audio_stream(container, name)
+        _describe(container, stream, log)
+        width = _pcm_width(log.codec, log.channels)
+        layout = _wav_data(src) if width and log.container == "wav" else None
+        if layout is not None:  # PCM in RIFF: the samples are the data bytes actually present
+            offset, declared, _ = layout
+            present = _length(src) - offset
+            usable = present if declared is None else min(declared, present)
+            seconds = usable // width / max(log.rate, 1)
+        elif width:
+            total = sum(p.size for p in container.demux(stream) if p.size)
+            seconds = total / width / max(log.rate, 1)
+        else:
+            first = True
+            for item in _frames(container, stream, name):
+                if isinstance(item, float):
+                    gaps += item
+                    continue
+                if first:
+                    log.rate, log.channels, first = item.sample_rate, item.layout.nb_channels, False
+                seconds += item.samples / item.sample_rate
+        claimed = container.duration / 1e6 if container.duration else None
+    except av.error.FFmpegError as exc:
+        raise AudioDecodeError(f"{name}: undecodable audio ({_reason(exc)})") from None
+    finally:
+        container.close()
+    duration = seconds + gaps
+    if seconds == 0 or log.rate == 0:
         raise AudioDecodeError(f"{name}: no audio could be decoded (empty or corrupt stream)")
-    duration = samples / log.rate
     if duration < 0.1:
         raise AudioDecodeError(
             f"{name}: only {duration:.2f} s of audio could be decoded (truncated file?)"
         )
+    if gaps:
+        log.notes.append(_gap_note(gaps))
+    if log.container == "wav":
+        layout = _wav_data(src)
+        if layout is not None:
+            _, declared, byte_rate = layout
+            claimed = declared / byte_rate if declared is not None and byte_rate else None
+    if claimed and claimed - duration > max(0.5, 0.1 * claimed):
+        log.notes.append(
+            f"the file looks truncated: its header promises {claimed:.1f} s, "
+            f"only {duration:.1f} s could be decoded"
+        )
     return AudioInfo(duration, log.rate, log.channels, log.codec, log.container, tuple(log.notes))
 
 
-def _codec_name(codec: str) -> str:
-    return {"mp3float": "mp3", "amrnb": "amr_nb", "amrwb": "amr_wb"}.get(codec, codec)
+def _pcm_width(codec: str, channels: int) -> int:
+    """Bytes per sample frame of an uncompressed PCM codec (0: not plain PCM)."""
+    if codec in ("pcm_mulaw", "pcm_alaw"):
+        return channels
+    match = _PCM_BYTES.match(codec)
+    return int(match.group(1)) // 8 * channels if match and channels else 0
+
+
+def _length(src: Source) -> int:
+    return src.stat().st_size if isinstance(src, Path) else len(src)
+
+
+def _wav_data(src: Source) -> tuple[int, int | None, int] | None:
+    """RIFF/WAVE layout: (data offset, declared data size or None if open-ended, byte rate).
+
+    Streaming writers leave the size 0 or 0xFFFFFFFF; None then means "to the end of file".
+    """
+    head = _head(src, 1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if chunk == b"fmt " and pos + 16 <= len(head):
+            byte_rate = struct.unpack("<I", head[pos + 16 : pos + 20])[0]
+        elif chunk == b"data":
+            return pos + 8, None if size in (0, 0xFFFFFFFF) else size, byte_rate
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def decode(
@@ -177,39 +365,41 @@ def decode(
     end: float | None = None,
     rate: int = TARGET_RATE,
     name: str = "audio",
+    fmt: str | None = None,
 ) -> np.ndarray:
     """Mono float32 samples at ``rate`` for ``[start, end)`` seconds of the source."""
-    first = round(start * rate)
-    last = None if end is None else round(end * rate)
+    need = None if end is None else max(round((end - start) * rate), 0)
     pieces: list[np.ndarray] = []
-    pos = 0
-    for block in iter_pcm(src, name=name, rate=rate, mono=True):
-        n = block.shape[1]
-        lo, hi = max(first - pos, 0), n if last is None else min(last - pos, n)
-        if hi > lo:
-            pieces.append(block[0, lo:hi])
-        pos += n
-        if last is not None and pos >= last:
+    have = 0
+    for block in iter_pcm(src, name=name, rate=rate, mono=True, start=start, fmt=fmt):
+        if need is not None and have + block.shape[1] >= need:
+            pieces.append(block[0, : need - have])
+            have = need
             break
+        pieces.append(block[0])
+        have += block.shape[1]
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
+# --------------------------------------------------------------------------- encoding
 def encode(pcm: np.ndarray, rate: int, fmt: str = "wav") -> bytes:
     """Encode mono float32 samples as ``wav`` (16-bit PCM), ``mp3`` or ``flac``."""
     pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
     if fmt == "wav":
-        return _encode_wav(pcm, rate)
+        return wav_bytes(pcm[None, :], rate)
     return _encode_av(pcm, rate, fmt)
 
 
-def _encode_wav(pcm: np.ndarray, rate: int) -> bytes:
-    ints = (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2")
+def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
+    """16-bit PCM WAV of float samples shaped ``(channels, n)`` in [-1, 1]."""
+    channels = pcm.shape[0]
+    ints = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2")
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(channels)
         w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(ints.tobytes())
+        w.setframerate(int(rate))
+        w.writeframes(np.ascontiguousarray(ints.T).tobytes())
     return buf.getvalue()
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ._prepare import PreparedAudio, prepare
+from ._prepare import PlannedAudio, PreparedAudio, SendPlan, prepare
 from ._retry import RetryPolicy
 from .answer import Answer
 from .backends.base import (
@@ -47,8 +47,9 @@ def ask_audio(
     display: bool | None = None,
     new: bool = False,
     session: Session | None = None,
+    dry_run: bool = False,
     **params: Any,
-) -> Answer:
+) -> Answer | SendPlan:
     """Ask ``question`` about the audio in ``sources``; continue the conversation if none.
 
     ``sources``: a path, URL (http(s), ``oss://``, ``data:``), bytes, ``pathlib.Path``,
@@ -66,7 +67,9 @@ def ask_audio(
     clips = resolve_sources(sources)
     if not clips and question is None:
         raise InputError("nothing to ask: give audio, a question, or both")
-    if new:
+    if new and dry_run:  # a dry run registers nothing
+        conv = Conversation(conversation or "(new)", system=system or settings.system or None)
+    elif new:
         conv = sess.conversations.new(conversation, system=system or settings.system or None)
     else:
         conv = sess.conversations.get(conversation)
@@ -78,8 +81,14 @@ def ask_audio(
     limits = backend.limits(model)
     prepared = [prepare(c, limits) for c in clips]  # decode errors surface here, nothing sent
     messages, notes = _messages(conv, prepared, question, limits, settings.max_history_turns)
-    notes = [*(_cut_note(p, limits) for p in prepared if p.cut_seconds), *notes]
+    notes = [
+        *(_cut_note(p, limits) for p in prepared if p.cut_seconds),
+        *(n for p in prepared for n in p.notes),
+        *notes,
+    ]
     request = Request(model=model, messages=tuple(messages), params=params, stream=stream)
+    if dry_run:
+        return _plan(backend, request, conv.name, question, limits, len(prepared), notes)
 
     mode = display_mode() if display is None else ("rich" if display else None)
     if display and mode is None:
@@ -225,9 +234,50 @@ def _cut_note(p: PreparedAudio, limits: Limits) -> str:
     total = (p.seconds or 0.0) + p.cut_seconds
     return (
         f"{p.clip.name} is {total:.1f} s long: only {limits.max_audio_seconds:g} s "
-        f"({p.start:g}–{p.start + (p.seconds or 0):g} s) were sent, {p.cut_seconds:.1f} s dropped. "
-        "Use --start/--end to choose the part."
+        f"({p.start:g}–{p.start + (p.seconds or 0):g} s) is sent, {p.cut_seconds:.1f} s dropped. "
+        "Use --start/--end (or clip[a:b]) to choose the part."
     )
+
+
+def _plan(
+    backend: Backend,
+    request: Request,
+    conversation: str,
+    question: str | None,
+    limits: Limits,
+    new_clips: int,
+    notes: Sequence[str],
+) -> SendPlan:
+    """What ``request`` would send; asks the backend (no network) when it can tell."""
+    planner = getattr(backend, "plan", None)
+    if planner is not None:
+        routes, body_bytes = planner(request)
+    else:  # a backend without a planner: bytes are assumed to go inline as base64
+        routes = [(a, *_default_route(a)) for m in request.messages for a in m.audio]
+        body_bytes = 500 + sum(wire for _, _, wire in routes)
+    first_new = len(routes) - new_clips
+    items = tuple(
+        PlannedAudio(
+            audio,
+            route,
+            wire,
+            audio_tokens(audio.seconds if audio.seconds is not None else 30.0, limits),
+            history=i < first_new,
+        )
+        for i, (audio, route, wire) in enumerate(routes)
+    )
+    upload_bytes = sum(i.wire_bytes for i in items if i.route == "upload")
+    return SendPlan(
+        request.model, conversation, question, items, body_bytes, upload_bytes, tuple(notes)
+    )
+
+
+def _default_route(audio: PreparedAudio) -> tuple[str, int]:
+    if audio.url is not None:
+        return "url", len(audio.url)
+    if audio.pcm is not None:
+        return "pcm", 0
+    return "inline", 4 * -(-audio.size // 3)
 
 
 # ---------------------------------------------------------------------- streaming

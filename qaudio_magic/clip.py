@@ -1,9 +1,18 @@
 """AudioClip: one piece of audio, where it came from, what it holds, and which window of it.
 
-A clip is an immutable value. Local audio (paths, bytes, widgets) is probed by decoding
-on first use; remote audio (http(s) and ``oss://`` URLs) is passed through to the service
-untouched and never downloaded into the kernel unless a backend needs bytes.
+A clip is an immutable value. Local audio (paths, bytes, widgets, arrays) is probed by
+decoding on first use; remote audio (http(s) and ``oss://`` URLs) is passed through to the
+service untouched and never downloaded into the kernel unless a backend needs bytes.
 ``clip[80:110]`` gives a new clip limited to that window (seconds, relative to the clip).
+
+Sources understood by :func:`resolve_sources` (each becomes one clip):
+
+* a path (``str`` or ``os.PathLike``), ``file://``, ``http(s)://``, ``oss://`` or ``data:`` URL
+* ``bytes`` of an encoded file (the format is sniffed; :meth:`AudioClip.from_bytes` takes a hint)
+* ``(array, rate)``: samples as floats in [-1, 1] or integers, shape ``(n,)``,
+  ``(channels, n)`` or ``(n, channels)`` — what ``librosa.load`` and ``soundfile.read`` return
+* ``IPython.display.Audio``, ``ipywidgets.Audio`` (bytes or URL), an ``AudioClip``, or
+  anything with ``_as_audio_clip_()`` (the recorder)
 """
 
 from __future__ import annotations
@@ -11,9 +20,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import numbers
 import os
+import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from . import _codec
 from ._codec import AudioInfo
-from .errors import AudioTooLargeError, InputError, SourceError
+from .errors import AudioDecodeError, AudioTooLargeError, InputError, SourceError
 
 __all__ = ["AudioClip", "AudioSourceLike", "parse_time", "resolve_sources"]
 
@@ -50,6 +62,7 @@ class AudioClip:
     start: float = 0.0
     end: float | None = None  # None: to the end of the source
     mime_hint: str | None = None
+    format_hint: str | None = None  # FFmpeg demuxer name tried before sniffing (from_bytes)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -59,7 +72,39 @@ class AudioClip:
         if len(clips) != 1:
             raise InputError(f"expected one audio source, got {len(clips)}")
         clip = clips[0]
-        return replace(clip, name=name) if name else clip
+        return clip._derive(name=name) if name else clip
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, format: str | None = None, name: str | None = None
+    ) -> AudioClip:
+        """A clip from an encoded file held in memory.
+
+        ``format`` is an FFmpeg demuxer name (``"mp3"``, ``"wav"``, ``"aac"``, ``"amr"``,
+        ``"ogg"`` ...), tried first; without it, or when it does not fit, the format is
+        sniffed from the bytes.
+        """
+        payload = bytes(data)
+        if not payload:
+            raise AudioDecodeError(f"{name or 'bytes'}: the source is empty (0 bytes)")
+        label = name or f"bytes ({len(payload) // 1024} KB{f', {format}' if format else ''})"
+        return cls(name=label, kind="bytes", payload=payload, format_hint=format or None)
+
+    @classmethod
+    def from_array(cls, array: Any, rate: float, *, name: str | None = None) -> AudioClip:
+        """A clip from samples: floats in [-1, 1] or integers, mono or multi-channel.
+
+        Shape ``(n,)``, ``(channels, n)`` or ``(n, channels)`` (the short axis is taken as
+        channels), at any rate. Anything ``numpy.asarray`` takes works, CPU tensors included.
+        The samples are stored as 16-bit WAV at their own rate; floats louder than full
+        scale are scaled down rather than clipped.
+        """
+        pcm = _as_pcm(array, name or "array")
+        hz = _as_rate(rate, name or "array")
+        payload = _codec.wav_bytes(pcm, hz)
+        channels, n = pcm.shape
+        label = name or f"array ({n / hz:.1f} s, {hz / 1000:g} kHz, {channels} ch)"
+        return cls(name=label, kind="array", payload=payload, mime_hint="audio/wav")
 
     # ----------------------------------------------------------------- facts
     @property
@@ -83,21 +128,35 @@ class AudioClip:
         """Decoded facts of the whole source (None for remote URLs, which are not fetched)."""
         if self.is_remote:
             return None
-        return _codec.probe(self._src(), name=self.name)
+        return _file_fact(
+            self.path,
+            "info",
+            lambda: _codec.probe(self._src(), name=self.name, fmt=self.format_hint),
+        )
+
+    def decode(self, start: float = 0.0, end: float | None = None) -> Any:
+        """Mono float32 samples at 16 kHz for ``[start, end)`` seconds of the source."""
+        return _codec.decode(
+            self._src(), start=start, end=end, name=self.name, fmt=self.format_hint
+        )
 
     @cached_property
     def sha256(self) -> str:
         """Identity of the clip's source: sha256 of its bytes (of the URL text for URLs)."""
         if self.is_remote:
             return hashlib.sha256((self.location or "").encode()).hexdigest()
-        digest = hashlib.sha256()
         if self.path is not None:
-            with open(self.path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        else:
-            digest.update(self.payload or b"")
-        return digest.hexdigest()
+            path = self.path
+
+            def digest() -> str:
+                sha = hashlib.sha256()
+                with open(path, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        sha.update(block)
+                return sha.hexdigest()
+
+            return _file_fact(path, "sha256", digest)
+        return hashlib.sha256(self.payload or b"").hexdigest()
 
     def read_bytes(self) -> bytes:
         """The source's encoded bytes (reads the file for path clips)."""
@@ -150,7 +209,15 @@ class AudioClip:
             raise InputError(
                 f"{self.name}: window starts at {abs_lo:g} s but the clip is only {total:.1f} s"
             )
-        return replace(self, start=abs_lo, end=abs_hi)
+        return self._derive(start=abs_lo, end=abs_hi)
+
+    def _derive(self, **changes: Any) -> AudioClip:
+        """A changed copy that keeps the facts already measured (no second probe or hash)."""
+        new = replace(self, **changes)
+        for fact in ("info", "sha256"):
+            if fact in self.__dict__:
+                new.__dict__[fact] = self.__dict__[fact]
+        return new
 
     # ----------------------------------------------------------------- display
     def label(self) -> str:
@@ -185,6 +252,35 @@ class AudioClip:
 
 
 # --------------------------------------------------------------------- helpers
+# Facts of files measured in this process, keyed by (path, size, mtime, inode): asking again
+# about the same file (another window, another cell, a batch) neither re-reads nor re-hashes
+# it, and an edited file is measured afresh.
+_FACTS: OrderedDict[tuple[object, ...], dict[str, Any]] = OrderedDict()
+_FACTS_ITEMS = 512
+_facts_lock = threading.Lock()
+
+
+def _file_fact(path: Path | None, fact: str, measure: Callable[[], Any]) -> Any:
+    if path is None:
+        return measure()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return measure()  # let the measurement raise its own, clearer error
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _facts_lock:
+        known = _FACTS.get(key, {})
+        if fact in known:
+            _FACTS.move_to_end(key)
+            return known[fact]
+    value = measure()
+    with _facts_lock:
+        _FACTS.setdefault(key, {})[fact] = value
+        while len(_FACTS) > _FACTS_ITEMS:
+            _FACTS.popitem(last=False)
+    return value
+
+
 def parse_time(value: float | int | str) -> float:
     """Seconds from ``90``, ``'90'``, ``'1:30'``, ``'1:30.5'`` or ``'0:01:30'``."""
     if isinstance(value, (int, float)):
@@ -242,8 +338,11 @@ def _from_path(path: Path, shown: str) -> AudioClip:
             f"{shown}: {st.st_size / 1e9:.1f} GB is over the {MAX_SOURCE_BYTES / 1e9:.1f} GB "
             "limit for one source"
         )
-    if not os.access(path, os.R_OK):
-        raise SourceError(f"{shown}: cannot read (permission denied)")
+    try:  # really open it: permission bits say nothing when running as root
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise SourceError(f"{shown}: cannot read ({(exc.strerror or str(exc)).lower()})") from None
     return AudioClip(name=path.name, kind="path", location=str(path.absolute()))
 
 
@@ -282,11 +381,86 @@ def _from_widget(widget: Any) -> AudioClip:
     )
 
 
+def _from_ipython_audio(obj: Any) -> AudioClip:
+    """``IPython.display.Audio``: its file, its URL, or the bytes it embeds."""
+    filename = getattr(obj, "filename", None)
+    if filename and Path(filename).is_file():
+        return _from_path(Path(filename), str(filename))
+    data = getattr(obj, "data", None)
+    if isinstance(data, (bytes, bytearray)) and data:
+        mime = getattr(obj, "mimetype", None)
+        return AudioClip(
+            name=f"IPython Audio ({len(data) // 1024} KB)",
+            kind="bytes",
+            payload=bytes(data),
+            mime_hint=mime,
+        )
+    url = getattr(obj, "url", None)
+    if url:
+        return _from_string(str(url))
+    raise SourceError("IPython.display.Audio: it holds no data, file or URL")
+
+
+def _is_ipython_audio(obj: object) -> bool:
+    cls = type(obj)
+    return cls.__name__ == "Audio" and cls.__module__.startswith("IPython.")
+
+
+def _as_rate(rate: object, name: str) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not float(rate) > 0:
+        raise InputError(f"{name}: the sample rate must be a positive number, got {rate!r}")
+    hz = float(rate)
+    if hz != round(hz) or not 1_000 <= hz <= 768_000:
+        raise InputError(f"{name}: {rate!r} Hz is not a usable sample rate")
+    return round(hz)
+
+
+def _as_pcm(array: Any, name: str) -> Any:
+    """Float32 samples shaped ``(channels, n)`` in [-1, 1] from any numeric array."""
+    import numpy as np
+
+    try:
+        data = np.asarray(array)
+    except Exception as exc:  # e.g. a tensor on a GPU
+        raise InputError(f"{name}: cannot read the samples ({type(exc).__name__}: {exc})") from None
+    if data.dtype.kind not in "fiub" or data.size == 0:
+        raise InputError(f"{name}: expected non-empty numeric samples, got dtype {data.dtype}")
+    if data.ndim == 1:
+        data = data[None, :]
+    elif data.ndim == 2:
+        if data.shape[0] > data.shape[1]:
+            data = data.T  # (n, channels), as soundfile returns it
+    else:
+        raise InputError(f"{name}: samples must be 1-D or 2-D, got shape {data.shape}")
+    if data.shape[0] > 32:
+        raise InputError(f"{name}: {data.shape[0]} channels? give shape (channels, n) or (n,)")
+    if data.dtype.kind == "b":
+        data = data.astype(np.float32)
+    elif data.dtype.kind == "u":
+        half = float(1 << (8 * data.dtype.itemsize - 1))
+        data = (data.astype(np.float64) - half) / half
+    elif data.dtype.kind == "i":
+        data = data.astype(np.float64) / float(1 << (8 * data.dtype.itemsize - 1))
+    data = data.astype(np.float32, copy=False)
+    if not np.isfinite(data).all():
+        raise InputError(f"{name}: the samples contain NaN or infinite values")
+    peak = float(np.abs(data).max())
+    if peak > 1.0:
+        data = data / peak
+    return data
+
+
+def _from_pair(pair: tuple[Any, Any] | list[Any]) -> AudioClip:
+    return AudioClip.from_array(pair[0], pair[1])
+
+
 def _one(source: object) -> AudioClip:
     if isinstance(source, AudioClip):
         return source
     if isinstance(source, AudioSourceLike):
         return source._as_audio_clip_()
+    if isinstance(source, (tuple, list)) and _is_scalar_sequence(source):
+        return _from_pair(source)
     if isinstance(source, os.PathLike):
         return _from_path(Path(os.fspath(source)), os.fspath(source))
     if isinstance(source, str):
@@ -294,13 +468,20 @@ def _one(source: object) -> AudioClip:
     if isinstance(source, (bytes, bytearray, memoryview)):
         payload = bytes(source)
         if not payload:
-            raise SourceError("bytes: the source is empty (0 bytes)")
+            raise AudioDecodeError("bytes: the source is empty (0 bytes)")
         return AudioClip(name=f"bytes ({len(payload) // 1024} KB)", kind="bytes", payload=payload)
+    if _is_ipython_audio(source):
+        return _from_ipython_audio(source)
     if type(source).__name__ == "Audio" and hasattr(source, "format") and hasattr(source, "value"):
         return _from_widget(source)
+    if hasattr(source, "__array__") or type(source).__name__ in ("ndarray", "Tensor"):
+        raise InputError(
+            f"a {type(source).__name__} of samples needs its sample rate: "
+            "pass (array, rate) or AudioClip.from_array(array, rate)"
+        )
     raise InputError(
         f"cannot use a {type(source).__name__} as audio "
-        "(give a path, URL, bytes, ipywidgets.Audio or AudioClip)"
+        "(give a path, URL, bytes, (array, rate), IPython or ipywidgets Audio, or AudioClip)"
     )
 
 
@@ -312,14 +493,30 @@ def resolve_sources(sources: object) -> list[AudioClip]:
         return [_one(s) for s in sources]
     if (
         isinstance(sources, Iterable)
-        and not isinstance(sources, (str, bytes, bytearray, memoryview, os.PathLike))
+        and not isinstance(sources, (str, bytes, bytearray, memoryview, os.PathLike, tuple, list))
         and not isinstance(sources, (AudioClip, AudioSourceLike))
         and not hasattr(sources, "value")
+        and not hasattr(sources, "__array__")
     ):
         return [_one(s) for s in sources]
     return [_one(sources)]
 
 
 def _is_scalar_sequence(value: tuple[Any, ...] | list[Any]) -> bool:
-    """Hook for sequences that are one source, e.g. ``(array, rate)`` (see issue: arrays)."""
-    return False
+    """True for a sequence that is one source: ``(samples, rate)``.
+
+    Samples are an array (anything with ``__array__``/``shape``) or a flat list of numbers;
+    the rate is a number. ``("a.wav", "b.wav")`` stays two sources.
+    """
+    if len(value) != 2:
+        return False
+    samples, rate = value
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        return False
+    if hasattr(samples, "__array__") or hasattr(samples, "shape"):
+        return True
+    return (
+        isinstance(samples, (list, tuple))
+        and len(samples) > 0
+        and all(isinstance(x, numbers.Real) for x in samples[:64])
+    )

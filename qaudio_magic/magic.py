@@ -70,6 +70,13 @@ class QAudioMagic(Magics):
         value_trait=Unicode(),
         help="Extra HTTP headers (e.g. X-DashScope-WorkSpace); never the key",
     ).tag(config=True)
+    upload = CaselessStrEnum(
+        ["auto", "always", "never"],
+        "auto",
+        help="Local audio: 'auto' uploads it once to DashScope's temporary store where the "
+        "endpoint has one (Beijing, the emulator) and reuses the oss:// URL on later turns, "
+        "else sends it inline; 'always' requires the upload; 'never' always sends it inline",
+    ).tag(config=True)
 
     _SETTINGS = (
         "model",
@@ -83,6 +90,7 @@ class QAudioMagic(Magics):
         "total_timeout",
         "retries",
         "headers",
+        "upload",
     )
 
     def __init__(self, shell: Any = None, session: Session | None = None, **kwargs: Any) -> None:
@@ -142,6 +150,18 @@ class QAudioMagic(Magics):
         help="ask about the region selected (dragged) on a waveform player: the most recent "
         "selection that still stands, on any player (instead of SOURCE)",
     )
+    @argument(
+        "--start",
+        metavar="TIME",
+        help="send each SOURCE from this time on (seconds or m:ss, e.g. 80 or 1:20)",
+    )
+    @argument("--end", metavar="TIME", help="send each SOURCE up to this time (seconds or m:ss)")
+    @argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be sent (clips, windows, seconds, audio tokens, bytes, "
+        "inline or upload) and send nothing",
+    )
     def qaudio(self, line: str, cell: str | None = None) -> Any:
         """Ask Qwen-Audio about audio: the cell body is the question.
 
@@ -149,7 +169,8 @@ class QAudioMagic(Magics):
         What is said here? Who is speaking, and in what mood?
 
         An empty body with audio is voice chat (the audio is the message). A cell
-        without SOURCE continues the current conversation.
+        without SOURCE continues the current conversation. Only the first 30 s of a clip
+        is heard: pick another part with --start/--end (``--start 1:20 --end 1:50``).
         """
         try:
             if cell is None:
@@ -169,13 +190,19 @@ class QAudioMagic(Magics):
             args = self.qaudio.parser.parse_args(argv)
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%qaudio?)") from None
-        sources = [self._source(token) for token in args.sources]
+        sources: Any = [self._source(token) for token in args.sources]
         if args.selection:
             if sources:
                 raise UsageError("--selection asks about the selected region: give no SOURCE")
             from .player import selected_player
 
             sources = [selected_player().selection_clip]
+        if args.start is not None or args.end is not None:
+            if not sources:
+                raise UsageError("--start/--end need a SOURCE to cut (see %%qaudio?)")
+            from .clip import resolve_sources
+
+            sources = [c.window_of(args.start, args.end) for c in resolve_sources(sources)]
         params = _parse_params([kv for group in args.param for kv in group])
         return ask_audio(
             sources or None,
@@ -186,6 +213,7 @@ class QAudioMagic(Magics):
             stream=False if args.no_stream else None,
             new=args.new,
             session=self.session,
+            dry_run=args.dry_run,
             **params,
         )
 

@@ -43,6 +43,7 @@ class Settings:
     total_timeout: float = 600.0
     retries: int = 3
     headers: dict[str, str] = field(default_factory=dict)
+    upload: str = "auto"  # local audio: "auto" temporary upload where offered, "always", "never"
 
     @property
     def timeouts(self) -> Timeouts:
@@ -110,6 +111,8 @@ class Session:
                         s.dashscope_url(), self.api_key, timeouts=s.timeouts, headers=s.headers
                     )
                     self._backends[config] = backend
+                # the upload mode is switched in place: the oss:// cache survives the change
+                backend.upload = s.upload  # type: ignore[attr-defined]
                 return backend
         raise ConfigError(f"{model}: route {spec.route!r} is not available")
 

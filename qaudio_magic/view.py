@@ -57,15 +57,22 @@ def make_player(audio: PreparedAudio) -> Any:
 
 
 def _playable(audio: PreparedAudio) -> tuple[bytes, str]:
-    """Bytes a browser can play: as sent when possible, else 16 kHz WAV (AMR, GSM, PCM)."""
-    codec = audio.clip.info.codec if audio.data is not None and audio.clip.info else ""
+    """Bytes a browser can play: as sent when possible, else 16 kHz WAV (AMR, GSM, PCM).
+
+    Either way it is the window that was sent, not the whole source.
+    """
+    codec = (
+        audio.clip.info.codec
+        if audio.data is not None and not audio.transcoded and audio.clip.info
+        else ""
+    )
     if audio.data is not None and audio.format in _PLAYABLE and codec not in ("gsm_ms", "amr_nb"):
         return audio.data, _PLAYABLE[audio.format]
     if audio.pcm is not None:
         pcm = audio.pcm
     else:
         end = None if audio.seconds is None else audio.start + audio.seconds
-        pcm = _codec.decode(audio.clip._src(), start=audio.start, end=end, name=audio.clip.name)
+        pcm = audio.clip.decode(audio.start, end)
     return _codec.encode(pcm, _codec.TARGET_RATE, "wav"), "wav"
 
 

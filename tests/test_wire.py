@@ -34,6 +34,19 @@ MEANINGFUL = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _offline_url_check(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The captures use example.com: never let a live HEAD request decide these tests."""
+    checked: list[str] = []
+
+    def check(url: str, limits: object) -> tuple[str, ...]:
+        checked.append(url)
+        return ()
+
+    monkeypatch.setattr("qaudio_magic._prepare._check_url", check)
+    return checked
+
+
 def capture(prefix: str) -> dict[str, Any]:
     (path,) = CAPTURES.glob(f"{prefix}_*.json")
     return json.loads(path.read_text())
@@ -87,6 +100,7 @@ def test_url_with_parameters_matches_capture_01(session, emu: Emulator) -> None:
 
 def test_inline_audio_matches_capture_08(session, emu: Emulator, tmp_path: Path) -> None:
     cap = capture("v202_08")
+    session.configure(upload="never")  # capture 08 is the SDK sending a data: URL inline
     wav = tmp_path / "tone_1s.wav"
     wav.write_bytes(tone_wav())
     ask_audio(wav, "What is in this audio?", stream=False, display=False)

@@ -3,11 +3,17 @@
 Body keys ``model``, ``parameters``, ``input.messages`` with one-key content items;
 streaming is the ``X-DashScope-SSE: enable`` header with ``incremental_output: true``
 (never a ``stream`` key in the body). Compare ``shared/protocol/captures``.
+
+Local audio travels as a temporary upload (``oss://``, sent once and reused by later
+turns) where the endpoint has one — Beijing, or a loopback emulator — and ``upload`` is
+``"auto"`` or ``"always"``; otherwise inline as ``data:;base64,`` (then at most 7 MB raw,
+as the docs advise, so prepared audio is held to that).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +24,11 @@ import httpx
 
 from .._prepare import PreparedAudio
 from .._secret import Secret
-from ..errors import AudioTooLargeError, MissingKeyError, TransportError
+from ..errors import AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
 from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
 from ._sse import iter_events, looks_like_sse, parse_events
+from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
 
 __all__ = ["BEIJING", "SINGAPORE", "DashScopeBackend"]
@@ -45,6 +52,7 @@ class DashScopeBackend:
         *,
         timeouts: Timeouts | None = None,
         headers: dict[str, str] | None = None,
+        upload: str = "auto",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = key
@@ -52,10 +60,63 @@ class DashScopeBackend:
         self._headers = dict(headers or {})
         self._client = make_client(self.timeouts)
         self.host = urlsplit(self.base_url).netloc or self.base_url
+        if upload not in UPLOAD_MODES:
+            raise ConfigError(f"upload must be one of {', '.join(UPLOAD_MODES)}, not {upload!r}")
+        self.upload = upload
+        self.uploads = TemporaryUploads(
+            self._client, self.base_url, headers=lambda: dict(self._headers)
+        )
 
     # ------------------------------------------------------------------ API
     def limits(self, model: str) -> Limits:
-        return lookup(model).limits
+        limits = lookup(model).limits
+        if not self.uploading:  # inline only: keep base64 within the documented budget
+            return dataclasses.replace(
+                limits, max_audio_bytes=min(limits.max_audio_bytes, INLINE_MAX_BYTES)
+            )
+        return limits
+
+    @property
+    def uploading(self) -> bool:
+        """Whether local audio goes as a temporary upload (else inline base64)."""
+        if self.upload == "never":
+            return False
+        if self.upload == "always" and not upload_available(self.base_url):
+            raise ConfigError(
+                f"upload='always' but {self.host} has no temporary file store "
+                "(it exists in the Beijing region only)",
+                hint="use %config QAudioMagic.upload = 'auto' (inline base64 where uploads are unavailable)",
+            )
+        return upload_available(self.base_url)
+
+    def plan(self, request: Request) -> tuple[list[tuple[PreparedAudio, str, int]], int]:
+        """How each clip would travel and the body size, without sending anything.
+
+        Returns ``[(audio, route, wire_bytes)]`` (route ``inline``, ``upload``,
+        ``uploaded`` or ``url``) and the request body's size in bytes.
+        """
+        key = self._key()
+        routes: list[tuple[PreparedAudio, str, int]] = []
+        values: dict[PreparedAudio, str] = {}
+        for message in request.messages:
+            for audio in message.audio:
+                if audio.url is not None:
+                    routes.append((audio, "url", len(audio.url)))
+                    continue
+                if self.uploading:
+                    url = self.uploads.cached(audio, request.model, key)
+                    if url is None:
+                        url = "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename
+                        routes.append((audio, "upload", audio.size + 1_000))
+                    else:
+                        routes.append((audio, "uploaded", len(url)))
+                    values[audio] = url
+                else:
+                    values[audio] = "data:;base64," + "A" * (4 * -(-audio.size // 3))
+                    routes.append((audio, "inline", len(values[audio])))
+        body = self.build_body(request, values)
+        size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+        return routes, size
 
     def close(self) -> None:
         self._client.close()
@@ -67,7 +128,8 @@ class DashScopeBackend:
                 "no DashScope API key",
                 hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` to try offline",
             )
-        body = self.build_body(request)
+        values = self._upload_audio(request, key)
+        body = self.build_body(request, values)
         headers = self.build_headers(request, key, body)
         url = self.base_url + GENERATION_PATH
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -81,15 +143,33 @@ class DashScopeBackend:
             raise transport_error(exc, self.host) from None
 
     # ------------------------------------------------------------------ wire
-    def build_body(self, request: Request) -> dict[str, Any]:
-        """The JSON body, keys in the SDK's order: model, parameters, input."""
+    def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
+        """``oss://`` URLs for the request's local audio (uploaded once, then reused)."""
+        if not self.uploading:
+            return {}
+        values: dict[PreparedAudio, str] = {}
+        for message in request.messages:
+            for audio in message.audio:
+                if audio.url is None and audio.data is not None and audio not in values:
+                    values[audio] = self.uploads.url_for(audio, request.model, key)
+        return values
+
+    def build_body(
+        self, request: Request, audio_values: dict[PreparedAudio, str] | None = None
+    ) -> dict[str, Any]:
+        """The JSON body, keys in the SDK's order: model, parameters, input.
+
+        ``audio_values`` maps clips to how they travel (``oss://`` URLs); clips not in
+        it go as their URL or inline base64.
+        """
         params = dict(request.params)
         if request.stream:
             params.setdefault("incremental_output", True)
+        values = audio_values or {}
         return {
             "model": request.model,
             "parameters": params,
-            "input": {"messages": [self._message(m) for m in request.messages]},
+            "input": {"messages": [self._message(m, values) for m in request.messages]},
         }
 
     def build_headers(self, request: Request, key: Secret, body: dict[str, Any]) -> dict[str, str]:
@@ -110,11 +190,12 @@ class DashScopeBackend:
         headers.update(self._headers)
         return headers
 
-    def _message(self, message: Message) -> dict[str, Any]:
+    def _message(self, message: Message, values: dict[PreparedAudio, str]) -> dict[str, Any]:
         content: list[dict[str, str]] = []
         for part in message.parts:
             if isinstance(part, AudioPart):
-                content.append({"audio": self._audio_value(part.audio)})
+                value = values.get(part.audio) or self._audio_value(part.audio)
+                content.append({"audio": value})
             elif part.text:
                 content.append({"text": part.text})
         return {"role": message.role, "content": content}
@@ -127,7 +208,8 @@ class DashScopeBackend:
         if len(audio.data) > INLINE_MAX_BYTES:
             raise AudioTooLargeError(
                 f"{audio.clip.name}: {len(audio.data) / 1e6:.1f} MB is too large to send inline "
-                f"(limit {INLINE_MAX_BYTES / 1e6:.0f} MB)"
+                f"(limit {INLINE_MAX_BYTES / 1e6:.0f} MB)",
+                hint="temporary uploads carry up to 10 MB: %config QAudioMagic.upload = 'auto'",
             )
         return "data:;base64," + base64.b64encode(audio.data).decode("ascii")
 

@@ -6,6 +6,7 @@
         os.environ["DASHSCOPE_HTTP_BASE_URL"] = emu.base_url
         ...
         emu.requests[-1].json               # what the client sent
+        emu.oss                             # files uploaded: oss:// URL -> bytes
         emu.add_fault("status=429;times=1") # the next request fails
 
 Answers are deterministic and say that they are emulated.
@@ -22,6 +23,7 @@ from .._secret import Secret
 from .faults import Fault, FaultPlan, parse_fault
 from .native import GENERATION, NativeRoute, key_checker
 from .server import EmulatorServer, ReceivedAudio, RecordedRequest
+from .upload import OSS_PATH, POLICY_PATH, OssStore, PolicyRoute, UploadRoute
 
 __all__ = ["Emulator", "Fault", "ReceivedAudio", "RecordedRequest", "parse_fault"]
 
@@ -43,11 +45,13 @@ class Emulator:
         self._replies: deque[str] = deque()
         self._replies_lock = threading.Lock()
         self.oss: dict[str, bytes] = {}  # temporary-upload store: oss:// URL -> bytes
+        self.oss_store = OssStore(self.oss)  # policies issued, file lifetimes (48 h)
+        check = key_checker(self._required)
         self.server.add_route(
-            "POST",
-            GENERATION,
-            NativeRoute(key_checker(self._required), self.oss.get, self._reply_for),
+            "POST", GENERATION, NativeRoute(check, self.oss_store.get, self._reply_for)
         )
+        self.server.add_route("GET", POLICY_PATH, PolicyRoute(check, self.oss_store))
+        self.server.add_route("POST", OSS_PATH, UploadRoute(self.oss_store))
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -96,6 +100,13 @@ class Emulator:
 
     def generation_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == GENERATION]
+
+    def upload_requests(self) -> list[RecordedRequest]:
+        """The OSS form POSTs (one per file uploaded)."""
+        return [r for r in self.requests if r.path == OSS_PATH]
+
+    def policy_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == POLICY_PATH]
 
     def clear(self) -> None:
         self.server.requests.clear()

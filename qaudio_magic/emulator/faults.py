@@ -24,6 +24,9 @@ from dataclasses import dataclass, fields, replace
 
 __all__ = ["Fault", "FaultPlan", "parse_fault"]
 
+_OSS_FORM = "/oss"  # see upload.py
+_UPLOAD_PATHS = ("/api/v1/uploads", _OSS_FORM)
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -142,4 +145,12 @@ class FaultPlan:
     def _applies(self, fault: Fault, path: str) -> bool:
         if fault.path and fault.path not in path:
             return False
+        if not fault.path:
+            # The temporary upload (getPolicy, OSS form) takes only faults that name it
+            # (path=/oss), so "the next request fails" still means the model call;
+            # slow_upload is about the OSS form alone.
+            if fault.slow_upload:
+                return path == _OSS_FORM
+            if path in _UPLOAD_PATHS:
+                return False
         return fault.rate >= 1.0 or self._rng.random() < fault.rate
