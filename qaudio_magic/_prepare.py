@@ -14,12 +14,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from . import _codec
 from .errors import AudioTooLargeError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
+    import numpy as np
+
     from .backends.base import Limits
     from .clip import AudioClip
 
@@ -99,6 +98,8 @@ def _with_clip(hit: PreparedAudio, clip: AudioClip) -> PreparedAudio:
 
 
 def _prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
+    from . import _codec
+
     if clip.is_remote:
         return PreparedAudio(
             clip, None, clip.location, _guess_format(clip.name), clip.start, clip.duration

@@ -17,11 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from . import _codec
-from ._codec import AudioInfo
 from .errors import AudioTooLargeError, InputError, SourceError
+
+if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
+    from . import _codec
+    from ._codec import AudioInfo
 
 __all__ = ["AudioClip", "AudioSourceLike", "parse_time", "resolve_sources"]
 
@@ -83,6 +85,8 @@ class AudioClip:
         """Decoded facts of the whole source (None for remote URLs, which are not fetched)."""
         if self.is_remote:
             return None
+        from . import _codec
+
         return _codec.probe(self._src(), name=self.name)
 
     @cached_property
