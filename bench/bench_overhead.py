@@ -1,0 +1,177 @@
+"""Row 1: per-question client overhead, ours vs the official SDK, streamed and not.
+
+The emulator answers at once (no latency knobs); every client sends the same clip about
+the same question to it, in interleaved rounds so drift on a shared machine hits all
+alike. The floor is a bare keep-alive ``httpx`` POST of the very body we send; a client's
+overhead is the median of its per-round difference to that floor. Audio preparation is
+excluded: our clip is prepared once (cached), the SDK gets the same ``data:`` URL ready-made.
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from _common import KEY, MODEL, SPEECH_MP3, Stats, emulator, load_sdk, row, timed
+
+QUESTION = "What is said in this clip, and in what language?"
+GENERATION = "/services/aigc/multimodal-generation/generation"
+
+
+def rows(quick: bool) -> list[dict[str, Any]]:
+    from qaudio_magic import AudioClip, ask_audio
+    from qaudio_magic.session import Session, Settings
+
+    rounds, warmup = (20, 3) if quick else (300, 10)
+    with emulator() as emu:
+        session = Session(Settings(base_url=emu.base_url, retries=0))
+        session.set_key(KEY)
+        clip = AudioClip.from_source(SPEECH_MP3)
+        sdk, why = load_sdk(emu.base_url)
+        data_url = "data:;base64," + base64.b64encode(SPEECH_MP3.read_bytes()).decode()
+        messages = [{"role": "user", "content": [{"audio": data_url}, {"text": QUESTION}]}]
+
+        def ours(stream: bool) -> Callable[[], str]:
+            def ask() -> str:
+                answer = ask_audio(
+                    clip,
+                    QUESTION,
+                    display=False,
+                    stream=stream,
+                    session=session,
+                    new=True,
+                    conversation="bench",
+                )
+                return answer.text
+
+            return ask
+
+        def sdk_call(stream: bool) -> Callable[[], str]:
+            def call() -> str:
+                mmc = sdk.MultiModalConversation
+                if not stream:
+                    r = mmc.call(model=MODEL, messages=messages, api_key=KEY)
+                    if r.status_code != 200:
+                        raise RuntimeError(f"SDK call failed: {r.code} {r.message}")
+                    return str(r.output.choices[0].message.content[0]["text"])
+                text = ""
+                for r in mmc.call(
+                    model=MODEL,
+                    messages=messages,
+                    api_key=KEY,
+                    stream=True,
+                    incremental_output=True,
+                ):
+                    if r.status_code != 200:
+                        raise RuntimeError(f"SDK call failed: {r.code} {r.message}")
+                    content = r.output.choices[0].message.content
+                    text += "".join(c.get("text", "") for c in content)
+                return text
+
+            return call
+
+        # The floor replays exactly what our client sent.
+        import httpx
+
+        bare = httpx.Client(trust_env=False)
+        floors: dict[bool, Callable[[], object]] = {}
+        for stream in (False, True):
+            emu.clear()
+            expected = ours(stream)()
+            sent = emu.generation_requests()[-1]
+            headers = {k: v for k, v in sent.headers.items() if k not in ("host", "content-length")}
+            url = emu.base_url + GENERATION
+            body = sent.body
+
+            def floor(url: str = url, body: bytes = body, headers: dict = headers) -> object:
+                if "x-dashscope-sse" in headers:
+                    with bare.stream("POST", url, content=body, headers=headers) as r:
+                        return sum(len(c) for c in r.iter_raw())
+                return bare.post(url, content=body, headers=headers).content
+
+            floors[stream] = floor
+            if sdk is not None:  # same answer, or we would be timing an error path
+                got = sdk_call(stream)()
+                if got != expected:
+                    raise RuntimeError(f"SDK answer differs: {got[:60]!r} vs {expected[:60]!r}")
+            assert json.loads(sent.body)["input"]["messages"][0]["content"][0]["audio"] == data_url
+
+        variants: dict[str, Callable[[], object]] = {
+            "ours": ours(False),
+            "ours_stream": ours(True),
+            "floor": floors[False],
+            "floor_stream": floors[True],
+        }
+        if sdk is not None:
+            variants["sdk"] = sdk_call(False)
+            variants["sdk_stream"] = sdk_call(True)
+        for fn in variants.values():
+            for _ in range(warmup):
+                fn()
+        samples: dict[str, list[float]] = {k: [] for k in variants}
+        order = list(variants)
+        rng = random.Random(0)
+        gc.collect()
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for name in order:
+                samples[name].append(timed(variants[name]))
+        bare.close()
+        session.close()
+
+    out = []
+    for stream in (False, True):
+        s = "_stream" if stream else ""
+        floor = Stats.of(samples["floor" + s])
+        mine = _over(samples["ours" + s], samples["floor" + s])
+        label = "streamed" if stream else "non-streamed"
+        name = f"1. Per-question client overhead, {label} (instant emulator)"
+        target = "≤ 0.5 × the SDK's overhead and ≤ 1 ms"
+        note = (
+            f"overhead = median per-round difference to the floor, a bare keep-alive httpx POST "
+            f"of the same body: {floor.ms()}; ours total {Stats.of(samples['ours' + s]).ms()}; "
+            f"clip {SPEECH_MP3.name} ({SPEECH_MP3.stat().st_size / 1e3:.0f} KB) prepared once"
+        )
+        if sdk is None:
+            out.append(
+                row(
+                    name,
+                    f"+{mine.median * 1e3:.2f} ms",
+                    f"peer unavailable: {why}",
+                    "",
+                    target,
+                    None,
+                    note,
+                )
+            )
+            continue
+        theirs = _over(samples["sdk" + s], samples["floor" + s])
+        ratio = mine.median / theirs.median if theirs.median > 0 else float("nan")
+        met = mine.median <= 0.5 * theirs.median and mine.median <= 0.001
+        call = "MultiModalConversation.call" + (
+            "(stream=True, incremental_output=True)" if stream else ""
+        )
+        out.append(
+            row(
+                name,
+                _plus(mine),
+                f"{_plus(theirs)} (SDK {call})",
+                f"{ratio:.2f}×",
+                target,
+                met,
+                note + f"; SDK total {Stats.of(samples['sdk' + s]).ms()}",
+            )
+        )
+    return out
+
+
+def _over(client: list[float], floor: list[float]) -> Stats:
+    return Stats.of([c - f for c, f in zip(client, floor, strict=True)])
+
+
+def _plus(s: Stats) -> str:
+    return f"+{s.median * 1e3:.2f} ms (IQR {s.p25 * 1e3:+.2f}…{s.p75 * 1e3:+.2f}, n={s.n})"
