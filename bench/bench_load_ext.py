@@ -59,7 +59,7 @@ def _sample(action: str) -> dict[str, Any]:
 
 
 def rows(quick: bool) -> list[dict[str, Any]]:
-    runs = 3 if quick else 20
+    runs = 2 if quick else 20
     ours: list[dict[str, Any]] = []
     peer: list[dict[str, Any]] = []
     why = ""
