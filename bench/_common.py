@@ -7,6 +7,7 @@ on a shared machine min/max mostly measure the neighbours.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -73,9 +74,10 @@ class Stats:
             f"(IQR {f.format(self.p25 * 1e3)}–{f.format(self.p75 * 1e3)}, n={self.n})"
         )
 
-    def minus(self, other: Stats) -> float:
-        """Difference of medians (seconds): what one client adds over another."""
-        return self.median - other.median
+    @property
+    def se(self) -> float:
+        """Standard error of the median, estimated from the IQR (normal approximation)."""
+        return 1.2533 * (self.p75 - self.p25) / 1.349 / math.sqrt(self.n)
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -33,7 +33,7 @@ def rows(quick: bool) -> list[dict[str, Any]]:
         clip = AudioClip.from_source(SPEECH_MP3)
         sdk, why = load_sdk(emu.base_url)
         data_url = "data:;base64," + base64.b64encode(SPEECH_MP3.read_bytes()).decode()
-        messages = [{"role": "user", "content": [{"audio": data_url}, {"text": QUESTION}]}]
+        messages: list[dict[str, Any]] = []  # the SDK's, filled from what we send
 
         def ours(stream: bool) -> Callable[[], str]:
             def ask() -> str:
@@ -83,6 +83,10 @@ def rows(quick: bool) -> list[dict[str, Any]]:
             emu.clear()
             expected = ours(stream)()
             sent = emu.generation_requests()[-1]
+            if not messages:  # the SDK sends the very audio value we sent, when inline
+                audio = json.loads(sent.body)["input"]["messages"][-1]["content"][0]["audio"]
+                audio = audio if audio.startswith("data:") else data_url
+                messages.append({"role": "user", "content": [{"audio": audio}, {"text": QUESTION}]})
             headers = {k: v for k, v in sent.headers.items() if k not in ("host", "content-length")}
             url = emu.base_url + GENERATION
             body = sent.body
@@ -98,7 +102,6 @@ def rows(quick: bool) -> list[dict[str, Any]]:
                 got = sdk_call(stream)()
                 if got != expected:
                     raise RuntimeError(f"SDK answer differs: {got[:60]!r} vs {expected[:60]!r}")
-            assert json.loads(sent.body)["input"]["messages"][0]["content"][0]["audio"] == data_url
 
         variants: dict[str, Callable[[], object]] = {
             "ours": ours(False),
@@ -140,7 +143,7 @@ def rows(quick: bool) -> list[dict[str, Any]]:
             out.append(
                 row(
                     name,
-                    f"+{mine.median * 1e3:.2f} ms",
+                    _plus(mine),
                     f"peer unavailable: {why}",
                     "",
                     target,
@@ -150,8 +153,13 @@ def rows(quick: bool) -> list[dict[str, Any]]:
             )
             continue
         theirs = _over(samples["sdk" + s], samples["floor" + s])
-        ratio = mine.median / theirs.median if theirs.median > 0 else float("nan")
-        met = mine.median <= 0.5 * theirs.median and mine.median <= 0.001
+        # On a busy machine the spread can swamp differences of a fraction of a millisecond:
+        # then say so rather than declare a winner.
+        noisy = theirs.median <= 0 or max(mine.se, theirs.se) > 0.25 * theirs.median
+        ratio = f"{mine.median / theirs.median:.2f}×" if theirs.median > 0 else "n/a"
+        met = None if noisy else mine.median <= 0.5 * theirs.median and mine.median <= 0.001
+        if noisy:
+            note = "TOO NOISY TO JUDGE (busy machine; rerun when idle); " + note
         call = "MultiModalConversation.call" + (
             "(stream=True, incremental_output=True)" if stream else ""
         )
@@ -160,7 +168,7 @@ def rows(quick: bool) -> list[dict[str, Any]]:
                 name,
                 _plus(mine),
                 f"{_plus(theirs)} (SDK {call})",
-                f"{ratio:.2f}×",
+                ratio,
                 target,
                 met,
                 note + f"; SDK total {Stats.of(samples['sdk' + s]).ms()}",
@@ -174,4 +182,4 @@ def _over(client: list[float], floor: list[float]) -> Stats:
 
 
 def _plus(s: Stats) -> str:
-    return f"+{s.median * 1e3:.2f} ms (IQR {s.p25 * 1e3:+.2f}…{s.p75 * 1e3:+.2f}, n={s.n})"
+    return f"{s.median * 1e3:+.2f} ms (IQR {s.p25 * 1e3:+.2f}…{s.p75 * 1e3:+.2f}, n={s.n})"

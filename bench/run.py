@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(got)
         status = "ERROR: " + got[0]["note"] if got[0].get("error") else f"{len(got)} rows"
         print(f"{status} ({seconds:.1f} s)", flush=True)
+    if hasattr(os, "getloadavg"):
+        header[0] += f", at end {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
     text = report(rows, args.quick, time.perf_counter() - started, header)
     out = args.out or (None if args.quick else BENCH / "RESULTS.md")
     print()
