@@ -1,6 +1,6 @@
 """Benchmarks against the official SDK and our targets: one command, one results table.
 
-    python bench/run.py            # full run (minutes): rewrites bench/RESULTS.md
+    python bench/run.py            # full run (a few minutes): rewrites bench/RESULTS.md
     python bench/run.py --quick    # a few repetitions: proves every row still runs (CI)
 
 Rows come from every ``bench/bench_*.py`` module, each exposing
