@@ -29,12 +29,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from . import _codec
 from .errors import AudioTooLargeError, SourceError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
+    import numpy as np
+
     from .backends.base import Limits
     from .clip import AudioClip
 
@@ -134,6 +133,8 @@ def prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
 
 
 def _prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
+    from . import _codec
+
     if clip.is_remote:
         if clip.kind == "url" and (clip.is_windowed or limits.wants_pcm):
             # bytes are needed: download (capped), then prepare them like a local file

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._prepare import PlannedAudio, PreparedAudio, SendPlan, prepare
 from ._retry import RetryPolicy
-from .answer import Answer
 from .backends.base import (
     AudioPart,
     Backend,
@@ -31,7 +30,9 @@ from .conversation import Conversation, Turn, estimate_text_tokens
 from .errors import InputError, Interrupted, QAudioError
 from .segments import find_segments
 from .session import Session, get_session
-from .view import AnswerView, display_mode
+
+if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at `%load_ext`
+    from .answer import Answer
 
 __all__ = ["ask_audio"]
 
@@ -58,6 +59,9 @@ def ask_audio(
     message. ``display=None`` renders when running inside IPython. Extra keyword
     arguments (``temperature``, ``top_p``, ``max_tokens``, ``seed`` ...) go to the model.
     """
+    from .answer import Answer
+    from .view import AnswerView, display_mode
+
     sess = session or get_session()
     settings = sess.settings
     model = model or settings.model

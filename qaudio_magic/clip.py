@@ -29,11 +29,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from . import _codec
-from ._codec import AudioInfo
 from .errors import AudioDecodeError, AudioTooLargeError, InputError, SourceError
+
+if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
+    from . import _codec
+    from ._codec import AudioInfo
 
 __all__ = ["AudioClip", "AudioSourceLike", "parse_time", "resolve_sources"]
 
@@ -99,6 +101,8 @@ class AudioClip:
         The samples are stored as 16-bit WAV at their own rate; floats louder than full
         scale are scaled down rather than clipped.
         """
+        from . import _codec
+
         pcm = _as_pcm(array, name or "array")
         hz = _as_rate(rate, name or "array")
         payload = _codec.wav_bytes(pcm, hz)
@@ -128,6 +132,8 @@ class AudioClip:
         """Decoded facts of the whole source (None for remote URLs, which are not fetched)."""
         if self.is_remote:
             return None
+        from . import _codec
+
         return _file_fact(
             self.path,
             "info",
@@ -136,6 +142,8 @@ class AudioClip:
 
     def decode(self, start: float = 0.0, end: float | None = None) -> Any:
         """Mono float32 samples at 16 kHz for ``[start, end)`` seconds of the source."""
+        from . import _codec
+
         return _codec.decode(
             self._src(), start=start, end=end, name=self.name, fmt=self.format_hint
         )

@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._secret import Secret
-from .backends._http import Timeouts
-from .backends.base import Backend
 from .conversation import Conversations
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, lookup
+
+if TYPE_CHECKING:  # httpx loads with the first backend, not at `%load_ext`
+    from .backends._http import Timeouts
+    from .backends.base import Backend
 
 __all__ = ["Session", "Settings", "get_session", "set_session"]
 
@@ -47,6 +49,8 @@ class Settings:
 
     @property
     def timeouts(self) -> Timeouts:
+        from .backends._http import Timeouts
+
         return Timeouts(connect=self.connect_timeout, read=self.timeout, total=self.total_timeout)
 
     def dashscope_url(self) -> str:

@@ -73,6 +73,9 @@ Route = Callable[["RecordedRequest", Fault], Reply]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms on Linux loopback) and every reply looks slow.
+    disable_nagle_algorithm = True
     server: EmulatorServer
 
     def log_message(self, format: str, *args: Any) -> None:
