@@ -29,6 +29,7 @@ class Answer:
     estimated_audio_tokens: int = 0  # 25/s, minimum 25 per clip, history included
     notes: tuple[str, ...] = ()
     finish_reason: str | None = None
+    cached: bool = False  # served from the response cache, not asked again
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
 
     def __str__(self) -> str:
@@ -41,7 +42,7 @@ class Answer:
 
     def footer(self) -> str:
         """Model · audio · usage · latency · request id, as one line."""
-        bits = [self.model]
+        bits = [f"{self.model} (cached)" if self.cached else self.model]
         if self.audio_seconds or self.estimated_audio_tokens:
             audio = f"audio {self.audio_seconds:.1f} s ≈ {self.estimated_audio_tokens} tok"
             if self.usage and self.usage.audio_tokens is not None:
@@ -68,6 +69,7 @@ class Answer:
             "conversation": self.conversation,
             "usage": self.usage.as_dict() if self.usage else None,
             "clips": [c.describe() for c in self.clips],
+            "cached": self.cached,
         }
 
     def _repr_mimebundle_(
