@@ -81,6 +81,20 @@ def test_200_clips_concurrently_with_progress(session: Session, emu: Emulator, c
     assert seen == [(i, 200) for i in range(1, 201)]
 
 
+def test_batch_reuses_the_backends_connections(
+    session: Session, emu: Emulator, tmp_path: Path
+) -> None:
+    paths = make_clips(tmp_path / "c", 24)
+    ask_audio(paths[:1], "warm up", progress=False)
+    backend = session.backend(session.settings.model)
+    pool = backend._client._transport._pool
+    answers = ask_audio(paths, "Q", concurrency=4, progress=False)
+    assert len(answers.answered) == 24
+    assert session.backend(session.settings.model) is backend  # one shared client
+    assert 1 <= len(pool.connections) <= 4, "streamed answers did not leave reusable connections"
+    assert len(_client_sockets(emu.port)) == len(pool.connections)
+
+
 def test_default_progress_bar_is_tqdm(
     session: Session, emu: Emulator, tmp_path: Path, capsys
 ) -> None:

@@ -73,6 +73,9 @@ Route = Callable[["RecordedRequest", Fault], Reply]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # SSE frames go out as many small writes: with Nagle on, a kept-alive connection
+    # stalls ~40 ms per answer waiting for delayed ACKs (a real service sets TCP_NODELAY)
+    disable_nagle_algorithm = True
     server: EmulatorServer
 
     def log_message(self, format: str, *args: Any) -> None:
