@@ -216,9 +216,9 @@ class Answers(Sequence[Result]):
             if isinstance(r, Answer):
                 tokens = str(r.usage.total_tokens) if r.usage else ""
                 status = "cached" if r.cached else f"✓ {r.latency:.1f} s"
-                row += (_short(r.text, 160), tokens, status)
+                row += (_short(r.text, 120), tokens, status)
             else:
-                row += (_short(r.text, 160), "", "⚠ " + _short(r.error.one_line(), 120))
+                row += (_short(r.text, 120), "", "⚠ " + _short(r.error.one_line(), 120))
             rows.append(row)
         return header, rows
 
@@ -547,7 +547,9 @@ def run_batch(
     if windows is not None:
         check_windows(float(windows), float(overlap), limits, model)
         planned, notes = _window_jobs(groups, float(windows), float(overlap), limits)
-        items_clips = [(window_clip(c, lo, hi),) for c, plan in planned for lo, hi in plan]
+        items_clips: list[tuple[AudioClip, ...]] = [
+            (window_clip(c, lo, hi),) for c, plan in planned for lo, hi in plan
+        ]
         jobs = _iter_window_jobs(planned, limits)
         labels = None
         if not items_clips:

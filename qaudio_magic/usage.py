@@ -67,7 +67,7 @@ class UsageMeter:
     def table(self) -> tuple[str, tuple[str, ...], list[tuple[str, ...]], list[str]]:
         """Title, header, rows and closing lines for display."""
         models = self.snapshot()
-        header = (
+        header: tuple[str, ...] = (
             "model",
             "answers",
             "audio s",
@@ -79,7 +79,7 @@ class UsageMeter:
             "saved audio s",
             "saved tok",
         )
-        rows = [
+        rows: list[tuple[str, ...]] = [
             (
                 name,
                 str(u.requests),
