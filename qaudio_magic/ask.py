@@ -88,13 +88,22 @@ def ask_audio(
     batches, off for single questions), ``on``, ``off``, ``refresh``, ``replay``.
     ``display=None`` renders when running inside IPython. Extra keyword arguments
     (``temperature``, ``top_p``, ``max_tokens``, ``seed`` ...) go to the model.
+
+    A batch shows a ``tqdm.auto`` bar (``progress=False``: none; a callable is called as
+    ``progress(done, total, result)`` after each item) and runs ``concurrency`` requests
+    at once (default ``%config QAudioMagic.concurrency``). Ctrl-C returns what finished.
     """
     sess = session or get_session()
     settings = sess.settings
     from .batch import is_many
 
+    if overlap and windows is None:
+        raise InputError("overlap applies to windows: give windows=SECONDS too")
     if windows is not None or batch or (batch is None and is_many(sources)):
         from .batch import run_batch
+
+        if display is False and progress is True:
+            progress = False
 
         return run_batch(
             sources,

@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, overload
@@ -308,7 +308,7 @@ def is_many(sources: object) -> bool:
     """Whether ``sources`` stands for many questions (a batch) rather than one."""
     if sources is None or isinstance(sources, (tuple, bytes, bytearray, memoryview, AudioClip)):
         return False
-    if isinstance(sources, list) or _is_series(sources):
+    if isinstance(sources, (list, Mapping)) or _is_series(sources):
         return True
     if isinstance(sources, (str, os.PathLike)):
         text = os.fspath(sources)
@@ -356,9 +356,12 @@ def expand_sources(sources: object) -> tuple[list[object], list[Any] | None]:
     """The batch's items (a source, or a tuple of sources for one turn) and their labels.
 
     Glob patterns and directories expand to their files, also inside a list; a tuple or
-    list inside a list stays one item; a pandas Series keeps its index as the labels.
+    list inside a list stays one item; a pandas Series keeps its index as the labels,
+    a dict its keys.
     """
     labels: list[Any] | None = None
+    if isinstance(sources, Mapping):  # {label: source}: like a Series
+        return [tuple(v) if isinstance(v, list) else v for v in sources.values()], list(sources)
     if _is_series(sources):
         labels = list(sources.index)  # type: ignore[attr-defined]
         values = list(sources.tolist())  # type: ignore[attr-defined]

@@ -103,6 +103,8 @@ def test_default_progress_bar_is_tqdm(
     err = capsys.readouterr().err
     assert "5/5" in err and "clip" in err
     assert not [t for t in threading.enumerate() if "monitor" in type(t).__name__.lower()]
+    ask_audio(paths, "Q", display=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_retryable_faults_on_10_percent_all_answered(
@@ -259,6 +261,8 @@ def test_glob_directory_and_series(session: Session, emu: Emulator, tmp_path: Pa
     by_dir = ask_audio(tmp_path / "d", "Q", progress=False)
     assert [a.clips[0].name for a in by_glob] == [p.name for p in paths]
     assert [a.clips[0].name for a in by_dir] == [p.name for p in paths]  # .txt left out
+    by_dict = ask_audio({"x": paths[0], "y": paths[1]}, "Q", progress=False).to_pandas()
+    assert list(by_dict.index) == ["x", "y"] and by_dict["answer"].notna().all()
     series = pd.Series([str(p) for p in paths], index=["a", "b", "c", "d"])
     frame = ask_audio(series, "Q", progress=False).to_pandas()
     assert list(frame.index) == ["a", "b", "c", "d"]
@@ -285,6 +289,8 @@ def test_bad_sources_fail_before_sending(
         ask_audio(str(tmp_path / "nothing" / "*.wav"), "Q")
     with pytest.raises(SourceError, match="no such file"):
         ask_audio([audio / "speech_en.wav", tmp_path / "missing.wav"], "Q")
+    with pytest.raises(InputError, match="overlap applies to windows"):
+        ask_audio(audio / "speech_en.wav", "Q", overlap=5)
     with pytest.raises(InputError, match="concurrency"):
         ask_audio([audio / "speech_en.wav"], "Q", concurrency=99)
     assert emu.requests == []
