@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .answer import Answer
     from .ask import ask_audio
+    from .batch import Answers, Failure
     from .clip import AudioClip
     from .conversation import Conversation
     from .errors import (
@@ -31,10 +32,12 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "Answer",
+    "Answers",
     "AudioClip",
     "AudioDecodeError",
     "ConfigError",
     "Conversation",
+    "Failure",
     "InputError",
     "Interrupted",
     "MissingKeyError",
@@ -48,6 +51,8 @@ __all__ = [
 
 _LAZY = {
     "Answer": "answer",
+    "Answers": "batch",
+    "Failure": "batch",
     "ask_audio": "ask",
     "AudioClip": "clip",
     "Conversation": "conversation",

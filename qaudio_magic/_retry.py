@@ -2,18 +2,29 @@
 
 Rate limits (429 ``Throttling*``), server faults (5xx) and broken connections are retried
 with exponential backoff and full jitter, honouring ``Retry-After``. Quota, key, content
-and parameter errors are final. An answer that already showed text is never retried:
-that would print the same words twice.
+and parameter errors are final (:attr:`APIError.retryable`). An answer that already
+showed text is never retried: that would print the same words twice, and in a batch it
+would hide that the service broke off mid-answer.
+
+Waits go through a :class:`threading.Event` when one is given, so a batch that is
+cancelled (Ctrl-C) wakes its sleeping workers at once instead of after the backoff.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .errors import APIError, QAudioError, TransportError
+from .errors import APIError, Interrupted, QAudioError, TransportError
 
-__all__ = ["RetryPolicy"]
+if TYPE_CHECKING:
+    from .backends.base import Backend, Event, Request
+
+__all__ = ["RetryPolicy", "with_retries"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,57 @@ class RetryPolicy:
             if error.retry_after is not None:
                 if error.retry_after > self.max_retry_after:
                     return None
-                return error.retry_after
+                # at least what the server asked for; a little spread so that a batch's
+                # workers, all told "1 s", do not come back in the same millisecond
+                return error.retry_after * random.uniform(1.0, 1.1)
         elif not isinstance(error, TransportError):
             return None
         return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+def with_retries(
+    backend: Backend,
+    request: Request,
+    policy: RetryPolicy,
+    *,
+    cancel: threading.Event | None = None,
+    on_attempt: Callable[[int], None] | None = None,
+) -> Iterator[Event]:
+    """Events of ``request``, retried per ``policy`` while no text has been produced.
+
+    ``cancel`` (set from another thread) stops between tries and between events with
+    :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
+    """
+    from .backends.base import TextDelta
+
+    attempt = 0
+    while True:
+        attempt += 1
+        if cancel is not None and cancel.is_set():
+            raise Interrupted("interrupted before the request was sent")
+        if on_attempt is not None:
+            on_attempt(attempt)
+        seen = False
+        events = backend.stream(request)
+        try:
+            for event in events:
+                if cancel is not None and cancel.is_set():
+                    raise Interrupted("interrupted mid-answer")
+                if isinstance(event, TextDelta):
+                    seen = True
+                yield event
+            return
+        except QAudioError as exc:
+            if cancel is not None and cancel.is_set():
+                raise Interrupted("interrupted") from None
+            wait = policy.delay(attempt, exc, text_seen=seen)
+            if wait is None:
+                raise
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        if cancel is None:
+            time.sleep(wait)  # the main thread: Ctrl-C interrupts the sleep itself
+        elif cancel.wait(wait):
+            raise Interrupted("interrupted while waiting to retry")

@@ -32,6 +32,7 @@ class Answer:
     finish_reason: str | None = None
     # Times the answer mentions, relative to the clip they refer to (see segments.py)
     segments: tuple[Segment, ...] = ()
+    cached: bool = False  # served from the response cache, not asked again
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
 
     def __str__(self) -> str:
@@ -44,7 +45,7 @@ class Answer:
 
     def footer(self) -> str:
         """Model · audio · usage · latency · request id, as one line."""
-        bits = [self.model]
+        bits = [f"{self.model} (cached)" if self.cached else self.model]
         if self.audio_seconds or self.estimated_audio_tokens:
             audio = f"audio {self.audio_seconds:.1f} s ≈ {self.estimated_audio_tokens} tok"
             if self.usage and self.usage.audio_tokens is not None:
@@ -72,6 +73,7 @@ class Answer:
             "usage": self.usage.as_dict() if self.usage else None,
             "clips": [c.describe() for c in self.clips],
             "segments": [[s.start, s.end] for s in self.segments],
+            "cached": self.cached,
         }
 
     def _repr_mimebundle_(

@@ -3,29 +3,44 @@
 The magic only parses a cell into an ``ask_audio`` call; nothing else talks to backends.
 Every check that can fail on the user's input runs before anything is sent, and the turn
 is recorded only after the answer completed: a failure leaves the conversation as it was.
+
+Many clips (a list, a glob pattern, a directory, a pandas Series) or ``windows=`` make a
+batch, run by :mod:`qaudio_magic.batch`; both paths send through :func:`_complete`, which
+owns the response cache, the retry policy and the usage meter.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._prepare import PlannedAudio, PreparedAudio, SendPlan, prepare
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, with_retries
 from .backends.base import (
     AudioPart,
     Backend,
     Completion,
-    Event,
     Limits,
     Message,
     Request,
     TextDelta,
     TextPart,
+    Usage,
     audio_tokens,
 )
-from .clip import resolve_sources
+from .cache import (
+    CacheMissError,
+    CacheMode,
+    describe_request,
+    key_of,
+    request_material,
+    resolve_mode,
+    route_of,
+)
+from .clip import AudioClip, resolve_sources
 from .conversation import Conversation, Turn, estimate_text_tokens
 from .errors import InputError, Interrupted, QAudioError
 from .segments import find_segments
@@ -33,6 +48,9 @@ from .session import Session, get_session
 
 if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at `%load_ext`
     from .answer import Answer
+
+if TYPE_CHECKING:
+    from .batch import Answers, Progress
 
 __all__ = ["ask_audio"]
 
@@ -48,25 +66,72 @@ def ask_audio(
     display: bool | None = None,
     new: bool = False,
     session: Session | None = None,
+    batch: bool | None = None,
+    windows: float | None = None,
+    overlap: float = 0.0,
+    concurrency: int | None = None,
+    cache: str | None = None,
+    progress: bool | Progress = True,
     dry_run: bool = False,
     **params: Any,
-) -> Answer | SendPlan:
+) -> Answer | Answers | SendPlan:
     """Ask ``question`` about the audio in ``sources``; continue the conversation if none.
 
     ``sources``: a path, URL (http(s), ``oss://``, ``data:``), bytes, ``pathlib.Path``,
-    ``ipywidgets.Audio``, AudioClip, or a list of them (several clips in one turn). None
-    asks a follow-up. An empty ``question`` with audio is voice chat: the audio is the
-    message. ``display=None`` renders when running inside IPython. Extra keyword
-    arguments (``temperature``, ``top_p``, ``max_tokens``, ``seed`` ...) go to the model.
+    ``ipywidgets.Audio`` or AudioClip asks one question and returns an :class:`Answer`;
+    a tuple of them is several clips in one turn. None asks a follow-up. An empty
+    ``question`` with audio is voice chat: the audio is the message.
+
+    A batch — a list, a glob pattern (``"clips/*.wav"``), a directory, a pandas Series,
+    any other iterable, or ``batch=True`` — asks about each item in its own single-turn
+    conversation, ``concurrency`` at a time, and returns :class:`Answers` (an item that
+    is itself a tuple or list is several clips in that item's turn; ``batch=False``
+    sends a list as clips of one turn). ``windows=30`` (with optional ``overlap``
+    seconds) asks about each 30 s window of a long clip. ``cache``: ``auto`` (on for
+    batches, off for single questions), ``on``, ``off``, ``refresh``, ``replay``.
+    ``display=None`` renders when running inside IPython. Extra keyword arguments
+    (``temperature``, ``top_p``, ``max_tokens``, ``seed`` ...) go to the model.
+
+    A batch shows a ``tqdm.auto`` bar (``progress=False``: none; a callable is called as
+    ``progress(done, total, result)`` after each item) and runs ``concurrency`` requests
+    at once (default ``%config QAudioMagic.concurrency``). Ctrl-C returns what finished.
     """
-    from .answer import Answer
     from .view import AnswerView, display_mode
 
     sess = session or get_session()
     settings = sess.settings
+    from .batch import is_many
+
+    if overlap and windows is None:
+        raise InputError("overlap applies to windows: give windows=SECONDS too")
+    if windows is not None or batch or (batch is None and is_many(sources)):
+        if dry_run:
+            raise InputError("--dry-run shows one question; for a batch, dry-run one of its clips")
+        from .batch import run_batch
+
+        if display is False and progress is True:
+            progress = False
+
+        return run_batch(
+            sources,
+            question,
+            session=sess,
+            model=model,
+            conversation=conversation,
+            system=system,
+            stream=stream,
+            new=new,
+            windows=windows,
+            overlap=overlap,
+            concurrency=concurrency,
+            cache=cache,
+            progress=progress,
+            params=params,
+        )
     model = model or settings.model
     stream = settings.stream if stream is None else stream
     question = (question or "").strip() or None
+    cache_mode = resolve_mode(cache if cache is not None else settings.cache, batch=False)
 
     clips = resolve_sources(sources)
     if not clips and question is None:
@@ -101,20 +166,10 @@ def ask_audio(
     if view is not None:
         view.start()
 
-    started = time.perf_counter()
-    first: float | None = None
-    completion: Completion | None = None
-    text_parts: list[str] = []
     try:
-        for event in _with_retries(backend, request, RetryPolicy(attempts=settings.retries + 1)):
-            if isinstance(event, TextDelta):
-                if first is None:
-                    first = time.perf_counter() - started
-                text_parts.append(event.text)
-                if view is not None:
-                    view.add(event.text)
-            else:
-                completion = event
+        outcome = _complete(
+            sess, backend, request, cache_mode, on_text=view.add if view is not None else None
+        )
     except KeyboardInterrupt:
         if view is not None:
             view.fail("⏹ Interrupted: partial answer shown; the conversation was not changed.")
@@ -125,40 +180,18 @@ def ask_audio(
         if view is not None:
             view.fail(f"⚠ Incomplete: {exc.one_line()} The conversation was not changed.")
         raise
-    assert completion is not None
-    latency = time.perf_counter() - started
-    text = "".join(text_parts)
-    ref = _time_reference(prepared, messages)
-    segments = find_segments(text, duration=ref.seconds, offset=ref.start) if ref else []
-
     turn = Turn(
         clips=tuple(clips),
         question=question,
-        answer=text,
+        answer=outcome.text,
         model=model,
-        usage=completion.usage,
-        request_id=completion.request_id,
+        usage=outcome.usage,
+        request_id=outcome.request_id,
     )
     conv.append(turn)
-    answer = Answer(
-        text=text,
-        model=model,
-        usage=completion.usage,
-        request_id=completion.request_id,
-        clips=tuple(clips),
-        latency=latency,
-        question=question,
-        conversation=conv.name,
-        first_text_latency=first,
-        audio_seconds=sum(a.seconds or 0.0 for m in messages for a in m.audio),
-        estimated_audio_tokens=sum(
-            audio_tokens(a.seconds or 30.0, limits) for m in messages for a in m.audio
-        ),
-        notes=tuple(notes),
-        finish_reason=completion.finish_reason,
-        segments=tuple(segments),
-    )
+    answer = _answer(outcome, request, tuple(clips), question, conv.name, limits, notes, prepared)
     if view is not None:
+        ref = _time_reference(prepared, request.messages)
         view.finish(answer.footer(), answer.metadata(), segments=answer.segments, reference=ref)
         if view.mode == "rich":
             answer._shown_in = _execution_count()
@@ -284,29 +317,143 @@ def _default_route(audio: PreparedAudio) -> tuple[str, int]:
     return "inline", 4 * -(-audio.size // 3)
 
 
-# ---------------------------------------------------------------------- streaming
-def _with_retries(backend: Backend, request: Request, policy: RetryPolicy) -> Iterator[Event]:
-    """Events of ``request``, retried per ``policy`` while no text has been shown."""
-    attempt = 0
-    while True:
-        attempt += 1
-        seen = False
-        events = backend.stream(request)
-        try:
-            for event in events:
-                if isinstance(event, TextDelta):
-                    seen = True
-                yield event
-            return
-        except QAudioError as exc:
-            wait = policy.delay(attempt, exc, text_seen=seen)
-            if wait is None:
-                raise
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-        time.sleep(wait)
+# ---------------------------------------------------------------------- sending
+@dataclass(frozen=True)
+class _Outcome:
+    """A finished answer, from the service or the cache."""
+
+    text: str
+    usage: Usage | None
+    request_id: str | None
+    finish_reason: str | None
+    latency: float
+    first_text: float | None = None
+    cached: bool = False
+    attempts: int = 0  # requests sent (0 for a cached answer)
+
+
+def _complete(
+    sess: Session,
+    backend: Backend,
+    request: Request,
+    mode: CacheMode,
+    *,
+    on_text: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+    on_attempt: Callable[[int], None] | None = None,
+) -> _Outcome:
+    """Answer ``request``: from the cache when ``mode`` allows, else from the backend with
+    retries (then stored). Records usage either way; raises QAudioError subclasses."""
+    started = time.perf_counter()
+    seconds = _audio_seconds(request)
+    store = key = material = None
+    if mode.active:
+        store = sess.response_cache()
+        material = request_material(route_of(backend), request)
+        key = key_of(material)
+        hit = store.get(key) if mode.read else None
+        if hit is not None:
+            if on_text is not None and hit.text:
+                on_text(hit.text)
+            sess.usage.record(request.model, hit.usage, seconds, cached=True)
+            return _Outcome(
+                hit.text,
+                hit.usage,
+                hit.request_id,
+                hit.finish_reason,
+                time.perf_counter() - started,
+                cached=True,
+            )
+        if mode.replay:
+            raise CacheMissError(
+                f"not in the response cache (offline replay): {describe_request(request)} "
+                f"[key {key[:12]}]",
+                hint="%config QAudioMagic.cache = 'on' asks the service for what is missing",
+            )
+    first: float | None = None
+    completion: Completion | None = None
+    parts: list[str] = []
+    tries = [0]
+
+    def attempt(n: int) -> None:
+        tries[0] = n
+        if on_attempt is not None:
+            on_attempt(n)
+
+    policy = RetryPolicy(attempts=sess.settings.retries + 1)
+    for event in with_retries(backend, request, policy, cancel=cancel, on_attempt=attempt):
+        if isinstance(event, TextDelta):
+            if first is None:
+                first = time.perf_counter() - started
+            parts.append(event.text)
+            if on_text is not None:
+                on_text(event.text)
+        else:
+            completion = event
+    assert completion is not None
+    outcome = _Outcome(
+        "".join(parts),
+        completion.usage,
+        completion.request_id,
+        completion.finish_reason,
+        time.perf_counter() - started,
+        first,
+        attempts=tries[0],
+    )
+    sess.usage.record(request.model, completion.usage, seconds, cached=False)
+    if store is not None and mode.write and key is not None and material is not None:
+        store.put(
+            key,
+            material,
+            text=outcome.text,
+            model=request.model,
+            usage=outcome.usage,
+            request_id=outcome.request_id,
+            finish_reason=outcome.finish_reason,
+            latency=outcome.latency,
+            clips=[a.clip.label() for m in request.messages for a in m.audio],
+        )
+    return outcome
+
+
+def _audio_seconds(request: Request) -> float:
+    return sum(a.seconds or 0.0 for m in request.messages for a in m.audio)
+
+
+def _answer(
+    outcome: _Outcome,
+    request: Request,
+    clips: tuple[AudioClip, ...],
+    question: str | None,
+    conversation: str | None,
+    limits: Limits,
+    notes: Sequence[str],
+    prepared: Sequence[PreparedAudio] = (),
+) -> Answer:
+    """The Answer for ``outcome``, with the times it mentions as segments of its clip."""
+    from .answer import Answer
+
+    ref = _time_reference(prepared, request.messages)
+    segments = find_segments(outcome.text, duration=ref.seconds, offset=ref.start) if ref else []
+    return Answer(
+        text=outcome.text,
+        model=request.model,
+        usage=outcome.usage,
+        request_id=outcome.request_id,
+        clips=clips,
+        latency=outcome.latency,
+        question=question,
+        conversation=conversation,
+        first_text_latency=outcome.first_text,
+        audio_seconds=_audio_seconds(request),
+        estimated_audio_tokens=sum(
+            audio_tokens(a.seconds or 30.0, limits) for m in request.messages for a in m.audio
+        ),
+        notes=tuple(notes),
+        finish_reason=outcome.finish_reason,
+        cached=outcome.cached,
+        segments=tuple(segments),
+    )
 
 
 def _execution_count() -> int | None:

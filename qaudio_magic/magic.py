@@ -12,6 +12,7 @@ import ast
 import getpass
 import html
 import json
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -41,6 +42,8 @@ Subcommands (line magic):
   %qaudio key [--clear]     enter the API key (hidden; kept in memory only)
   %qaudio emulator [auto|on|off]  use the built-in offline emulator
   %qaudio export FILE       save the current conversation as JSON (no audio, no key)
+  %qaudio usage [--reset]   audio seconds and tokens spent per model; what the cache saved
+  %qaudio cache [clear]     where the response cache is, how big, and its mode
   %qaudio help              this text
 """
 
@@ -77,6 +80,16 @@ class QAudioMagic(Magics):
         "endpoint has one (Beijing, the emulator) and reuses the oss:// URL on later turns, "
         "else sends it inline; 'always' requires the upload; 'never' always sends it inline",
     ).tag(config=True)
+    concurrency = Int(4, help="Requests in flight at once in a batch (1-16)").tag(config=True)
+    cache = CaselessStrEnum(
+        ["auto", "on", "off", "refresh", "replay"],
+        "auto",
+        help="Response cache: auto (batches only), on, off, refresh (ask again, overwrite), "
+        "replay (offline: answer only from the cache)",
+    ).tag(config=True)
+    cache_dir = Unicode("", help="Response cache directory; empty: the user's cache dir").tag(
+        config=True
+    )
 
     _SETTINGS = (
         "model",
@@ -91,6 +104,9 @@ class QAudioMagic(Magics):
         "retries",
         "headers",
         "upload",
+        "concurrency",
+        "cache",
+        "cache_dir",
     )
 
     def __init__(self, shell: Any = None, session: Session | None = None, **kwargs: Any) -> None:
@@ -104,6 +120,13 @@ class QAudioMagic(Magics):
         value = proposal["value"]
         if any(k.lower() == "authorization" for k in value):
             raise ValueError("put the key in DASHSCOPE_API_KEY or `%qaudio key`, not in headers")
+        return value
+
+    @validate("concurrency")
+    def _concurrency_range(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if not 1 <= value <= 16:
+            raise ValueError("concurrency must be between 1 and 16")
         return value
 
     @validate("model")
@@ -128,6 +151,8 @@ class QAudioMagic(Magics):
         metavar="SOURCE",
         help="audio: a path, http(s)/oss/data URL, or a variable holding a path, Path, "
         "bytes, ipywidgets.Audio or AudioClip; several = several clips in one turn; "
+        "a glob pattern (clips/*.wav), a directory, or a variable holding a list or "
+        "pandas Series = a batch, one question per clip; "
         "none = a follow-up in the current conversation",
     )
     @argument("-m", "--model", help="model for this question (default: %%config QAudioMagic.model)")
@@ -162,6 +187,22 @@ class QAudioMagic(Magics):
         help="show what would be sent (clips, windows, seconds, audio tokens, bytes, "
         "inline or upload) and send nothing",
     )
+    @argument("--batch", action="store_true", help="ask about each SOURCE separately (a batch)")
+    @argument(
+        "--windows",
+        type=float,
+        metavar="SECONDS",
+        help="ask about each window of this many seconds of a long clip (a timeline)",
+    )
+    @argument(
+        "--overlap", type=float, default=0.0, metavar="SECONDS", help="overlap between windows"
+    )
+    @argument("-j", "--concurrency", type=int, metavar="N", help="batch requests in flight")
+    @argument(
+        "--cache",
+        choices=["auto", "on", "off", "refresh", "replay"],
+        help="response cache for this cell (default: %%config QAudioMagic.cache)",
+    )
     def qaudio(self, line: str, cell: str | None = None) -> Any:
         """Ask Qwen-Audio about audio: the cell body is the question.
 
@@ -171,6 +212,12 @@ class QAudioMagic(Magics):
         An empty body with audio is voice chat (the audio is the message). A cell
         without SOURCE continues the current conversation. Only the first 30 s of a clip
         is heard: pick another part with --start/--end (``--start 1:20 --end 1:50``).
+
+        %%qaudio clips/*.wav
+        Is there a dog barking?                  # a batch: one answer per clip, as a table
+
+        %%qaudio interview.wav --windows 30
+        Summarise this part.                     # a timeline: one answer per 30 s
         """
         try:
             if cell is None:
@@ -190,6 +237,8 @@ class QAudioMagic(Magics):
             args = self.qaudio.parser.parse_args(argv)
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%qaudio?)") from None
+        from .batch import is_many
+
         sources: Any = [self._source(token) for token in args.sources]
         if args.selection:
             if sources:
@@ -204,8 +253,17 @@ class QAudioMagic(Magics):
 
             sources = [c.window_of(args.start, args.end) for c in resolve_sources(sources)]
         params = _parse_params([kv for group in args.param for kv in group])
+        # Several plain SOURCEs are clips of one turn; a pattern, a directory or a list
+        # variable among them (or --batch/--windows) makes the cell a batch of all of them.
+        batch = args.batch or args.windows is not None or any(is_many(s) for s in sources)
+        if batch and len(sources) == 1:
+            target: Any = sources[0]  # as it is: a Series keeps its index as labels
+        elif batch:
+            target = [x for s in sources for x in (_as_list(s) if is_many(s) else [s])]
+        else:
+            target = tuple(sources) or None
         return ask_audio(
-            sources or None,
+            target,
             cell,
             model=args.model,
             conversation=args.conversation,
@@ -214,6 +272,11 @@ class QAudioMagic(Magics):
             new=args.new,
             session=self.session,
             dry_run=args.dry_run,
+            batch=batch,
+            windows=args.windows,
+            overlap=args.overlap,
+            concurrency=args.concurrency,
+            cache=args.cache,
             **params,
         )
 
@@ -350,6 +413,34 @@ class QAudioMagic(Magics):
         why = "No DASHSCOPE_API_KEY set: " if mode == "auto" else ""
         print(f"{why}using the built-in emulator at {url} — answers are emulated, not from Qwen.")
 
+    def _cmd_usage(self, rest: list[str]) -> None:
+        if rest and rest[0] == "--reset":
+            self.session.usage.reset()
+            print("Usage meter reset.")
+            return
+        title, header, rows, lines = self.session.usage.table()
+        if not rows:
+            print("Nothing asked yet in this session.")
+            return
+        _show_table(title, header, rows)
+        print("\n".join(lines))
+
+    def _cmd_cache(self, rest: list[str]) -> None:
+        cache = self.session.response_cache()
+        if rest and rest[0] == "clear":
+            n = cache.clear()
+            print(f"Deleted {n} cached answer{'s' if n != 1 else ''} from {cache.directory}.")
+            return
+        if rest:
+            raise UsageError("usage: %qaudio cache [clear]")
+        count, size = cache.stats()
+        print(
+            f"Response cache: {cache.directory}\n"
+            f"{count} answer{'s' if count != 1 else ''}, {size / 1024:.1f} KB · "
+            f"mode {self.session.settings.cache!r} "
+            "(auto = batches only; set with %config QAudioMagic.cache = 'on|off|refresh|replay')"
+        )
+
     def _cmd_export(self, rest: list[str]) -> None:
         if not rest:
             raise UsageError("usage: %qaudio export FILE.json")
@@ -378,6 +469,14 @@ def _stop_emulator(magic: QAudioMagic) -> None:
         session.emulator = None
         session.set_key(getattr(magic, "_saved_key", None))
         magic.base_url = ""
+
+
+def _as_list(source: Any) -> list[Any]:
+    """A list or Series variable as its items (patterns and directories expand later)."""
+    if isinstance(source, (str, os.PathLike)):
+        return [source]
+    tolist = getattr(source, "tolist", None)
+    return list(tolist()) if callable(tolist) else list(source)
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

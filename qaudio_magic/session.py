@@ -17,6 +17,7 @@ from ._secret import Secret
 from .conversation import Conversations
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, lookup
+from .usage import UsageMeter
 
 if TYPE_CHECKING:  # httpx loads with the first backend, not at `%load_ext`
     from .backends._http import Timeouts
@@ -46,6 +47,9 @@ class Settings:
     retries: int = 3
     headers: dict[str, str] = field(default_factory=dict)
     upload: str = "auto"  # local audio: "auto" temporary upload where offered, "always", "never"
+    concurrency: int = 4  # requests in flight at once in a batch
+    cache: str = "auto"  # response cache: auto | on | off | refresh | replay (see cache.py)
+    cache_dir: str = ""  # "" → the user's cache dir
 
     @property
     def timeouts(self) -> Timeouts:
@@ -76,6 +80,7 @@ class Session:
         self._backends: dict[tuple[Any, ...], Backend] = {}
         self._lock = threading.Lock()
         self.emulator: Any = None  # a running in-process emulator, when `%qaudio emulator` is on
+        self.usage = UsageMeter()  # what this session spent, per model (`%qaudio usage`)
 
     # ---------------------------------------------------------------- key
     def api_key(self) -> Secret | None:
@@ -119,6 +124,18 @@ class Session:
                 backend.upload = s.upload  # type: ignore[attr-defined]
                 return backend
         raise ConfigError(f"{model}: route {spec.route!r} is not available")
+
+    def discard_backend(self, backend: Backend) -> None:
+        """Close ``backend`` and forget it (an interrupted batch leaves no connection open)."""
+        with self._lock:
+            self._backends = {k: b for k, b in self._backends.items() if b is not backend}
+        backend.close()
+
+    def response_cache(self) -> Any:
+        """The response cache in the configured directory (see ``cache.py``)."""
+        from .cache import ResponseCache
+
+        return ResponseCache(self.settings.cache_dir or None)
 
     def close(self) -> None:
         """Close every connection and stop the emulator this session started."""

@@ -12,6 +12,7 @@ In a terminal the text is printed as it arrives.
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from ._prepare import PreparedAudio
 from ._render import bundle
 from .segments import Segment
 
-__all__ = ["AnswerView", "display_mode", "make_player"]
+__all__ = ["AnswerView", "display_mode", "fmt_span", "make_player", "table_bundle"]
 
 _PLAYABLE = {
     "wav": "wav",
@@ -210,3 +211,55 @@ def _sent_label(audio: PreparedAudio) -> str:
             text += f" [{audio.start:g}–{audio.start + audio.seconds:g} s]"
         text += f" · {audio.seconds:.1f} s"
     return text
+
+
+# ---------------------------------------------------------------------- tables
+def fmt_clock(seconds: float) -> str:
+    """``75`` → ``'1:15'``, ``3690`` → ``'1:01:30'``, ``62.5`` → ``'1:02.5'``."""
+    whole = int(seconds)
+    frac = round(seconds - whole, 2)
+    if frac >= 1:
+        whole, frac = whole + 1, 0.0
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    tail = f"{secs:02d}" + (f"{frac:.2f}"[1:].rstrip("0") if frac else "")
+    return f"{hours}:{minutes:02d}:{tail}" if hours else f"{minutes}:{tail}"
+
+
+def fmt_span(start: float, end: float | None) -> str:
+    """A window in absolute clock time, e.g. ``'1:00–1:30'``."""
+    return f"{fmt_clock(start)}–{fmt_clock(end) if end is not None else 'end'}"
+
+
+def table_bundle(
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    notes: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A compact table as escaped HTML with an aligned plain-text fallback.
+
+    Cells may hold model output: they are escaped, never rendered as Markdown or HTML.
+    """
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    plain = [*title.splitlines(), *(f"note: {n}" for n in notes)]
+    plain.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    plain += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    esc = html.escape
+    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in r) + "</tr>"
+        for r in rows
+    )
+    lines = title.splitlines()
+    parts = [
+        '<div class="qaudio-table">',
+        f"<b>{esc(lines[0])}</b>" if lines else "",
+        *(f"<div><i>{esc(line)}</i></div>" for line in lines[1:]),
+        *(f"<div style='color:var(--jp-warn-color0,#a60)'>{esc(n)}</div>" for n in notes),
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>",
+    ]
+    data = {"text/plain": "\n".join(plain), "text/html": "".join(parts)}
+    return data, {"qaudio": metadata or {}}

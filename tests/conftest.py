@@ -70,8 +70,12 @@ def corpus() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_real_dashscope(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may reach a real host: proxies off, key env cleared unless a fixture sets it."""
+def _no_real_dashscope(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test may reach a real host or the user's cache: proxies off, key env cleared
+    unless a fixture sets it, the response cache in a fresh temporary directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(var, raising=False)
     if "DASHSCOPE_API_KEY" in os.environ:

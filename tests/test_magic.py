@@ -164,7 +164,7 @@ def test_missing_file_is_one_line_and_sends_nothing(ip, emu: Emulator, tmp_path:
         ip.run_cell_magic("qaudio", str(missing), "Q")
     assert str(err.value) == f"{missing}: no such file (looked for {missing})"
     assert len(emu.requests) == before
-    with pytest.raises(UsageError, match="is a directory"):
+    with pytest.raises(UsageError, match="no audio files in this directory"):  # a dir is a batch
         ip.run_cell_magic("qaudio", str(tmp_path), "Q")
     assert len(ip.run_line_magic("qaudio", "history") or []) == 0
 

@@ -46,18 +46,21 @@ def execute(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
 
 
 def kernel_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without keys; the cache dir is the test's own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "OPENAI_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
 
-def texts(nb: nbformat.NotebookNode) -> str:
+def texts(nb: nbformat.NotebookNode, mimetypes: tuple[str, ...] | None = None) -> str:
+    """Every output of ``nb`` as text (streams plus ``mimetypes`` of rich outputs, or all)."""
     parts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             parts.append(out.get("text", ""))
-            parts.extend(str(v) for v in out.get("data", {}).values())
+            data = out.get("data", {})
+            parts.extend(str(v) for k, v in data.items() if mimetypes is None or k in mimetypes)
     return "\n".join(parts)
 
 

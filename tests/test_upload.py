@@ -159,7 +159,7 @@ def test_same_basename_never_collides(session: Session, emu: Emulator, tmp_path:
     (tmp_path / "b").mkdir()
     one = clip_30s(tmp_path / "a", "take.wav", 220.0)
     two = clip_30s(tmp_path / "b", "take.wav", 330.0)
-    ask_audio([one, two], "Compare", display=False)
+    ask_audio((one, two), "Compare", display=False)  # a tuple: two clips in one turn
     (url_one, url_two) = audio_values(emu)
     assert url_one != url_two and url_one.endswith("-take.wav") and url_two.endswith("-take.wav")
     assert len(emu.policy_requests()) == 1  # one policy serves both uploads

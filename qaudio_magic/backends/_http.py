@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,12 +45,20 @@ class Timeouts:
 
 
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:
-    """A keep-alive client; redirects are not followed (a key must not travel elsewhere)."""
-    return httpx.Client(
-        timeout=timeouts.httpx(),
+    """A keep-alive client; redirects are not followed (a key must not travel elsewhere).
+
+    TCP_NODELAY: headers and body leave as separate writes, and on a kept-alive
+    connection Nagle would hold the body's tail for the server's delayed ACK (~40 ms).
+    """
+    transport = httpx.HTTPTransport(
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    )
+    return httpx.Client(
+        timeout=timeouts.httpx(),
+        transport=transport,
         headers={"user-agent": USER_AGENT},
         follow_redirects=False,
         trust_env=False,

@@ -245,7 +245,8 @@ class DashScopeBackend:
             sofar = ""
             last: dict[str, Any] = {}
             finish = None
-            for event in iter_events(response.iter_lines()):
+            events = iter_events(response.iter_lines())
+            for event in events:
                 if time.monotonic() > deadline:
                     raise TransportError(
                         f"{self.host}: the answer took longer than {self.timeouts.total:g} s"
@@ -263,6 +264,9 @@ class DashScopeBackend:
                     break
             if not finish or finish == "null":
                 raise TransportError(f"{self.host} ended the stream before the answer was complete")
+            for _ in events:  # read to the end of the body, or the connection cannot be reused
+                if time.monotonic() > deadline:
+                    break
             yield Completion(_usage(last), last.get("request_id"), finish)
 
     def _frame_payload(self, event: str | None, status: int | None, data: str) -> dict[str, Any]:
