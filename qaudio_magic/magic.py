@@ -301,7 +301,7 @@ class QAudioMagic(Magics):
         current = self.session.settings.model
         if current not in MODELS:
             specs.insert(0, lookup(current))
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for spec in specs:
             lim = spec.limits
             audio = ", ".join(

@@ -245,13 +245,13 @@ def _load(source: str, device: str | None) -> _Loaded:
         from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
         # Straight onto the GPU when accelerate is there; else load, then move.
-        placement = {"device_map": dev} if dev != "cpu" and _have("accelerate") else {}
+        direct = dev != "cpu" and _have("accelerate")
         try:
             processor = AutoProcessor.from_pretrained(source)
-            model = Qwen2AudioForConditionalGeneration.from_pretrained(
-                source, dtype=dtype, **placement
+            model: Any = Qwen2AudioForConditionalGeneration.from_pretrained(
+                source, dtype=dtype, device_map=dev if direct else None
             )
-            if not placement:
+            if not direct:
                 model = model.to(dev)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -349,7 +349,7 @@ def _token_streamer(tokenizer: Any) -> Any:
                 self.next_tokens_are_prompt = False
                 return
             self.token_cache.extend(value.tolist())
-            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+            text = str(self.tokenizer.decode(self.token_cache, **self.decode_kwargs))
             end = len(text)
             while end > self.print_len and text[end - 1] == "\ufffd":
                 end -= 1

@@ -353,13 +353,13 @@ def _usage(usage: dict[str, Any] | None) -> Usage:
     if not usage:
         return Usage()
     prompt = usage.get("prompt_tokens")
-    details = usage.get("prompt_tokens_details") or {}
-    audio = details.get("audio_tokens") if isinstance(details, dict) else None
-    text = details.get("text_tokens") if isinstance(details, dict) else None
-    if isinstance(audio, int) and isinstance(prompt, int):
-        text_in = text if isinstance(text, int) else prompt - audio
-    else:
-        audio, text_in = None, prompt
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    audio, text = details.get("audio_tokens"), details.get("text_tokens")
+    if not (isinstance(audio, int) and isinstance(prompt, int)):
+        return Usage(input_tokens=prompt, output_tokens=usage.get("completion_tokens"))
     return Usage(
-        input_tokens=text_in, output_tokens=usage.get("completion_tokens"), audio_tokens=audio
+        input_tokens=text if isinstance(text, int) else prompt - audio,
+        output_tokens=usage.get("completion_tokens"),
+        audio_tokens=audio,
     )

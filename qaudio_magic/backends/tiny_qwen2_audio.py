@@ -38,15 +38,13 @@ def save_tiny_qwen2_audio(directory: str | Path, *, seed: int = 0) -> Path:
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
         merges=[],
-        unk_token=None,
+        unk_token=None,  # type: ignore[arg-type]  # byte-level: every input has a token
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
     )
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    ids = dict(
-        zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)), strict=True)
-    )
+    ids = {token: int(tokenizer.convert_tokens_to_ids(token)) for token in SPECIAL_TOKENS}
     features = WhisperFeatureExtractor(
         feature_size=128, sampling_rate=16_000, hop_length=160, n_fft=400, chunk_length=30
     )
