@@ -15,7 +15,8 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ Subcommands (line magic):
   %qaudio history [NAME]    turns with clip names, durations and token counts
   %qaudio list              conversations
   %qaudio models            known models, routes and limits
-  %qaudio key [--clear]     enter the API key (hidden; kept in memory only)
+  %qaudio key [--clear]     enter the DashScope API key (hidden; kept in memory only)
+  %qaudio key --openai [--clear]  the same for openai:MODEL servers ($OPENAI_API_KEY)
   %qaudio emulator [auto|on|off]  use the built-in offline emulator
   %qaudio export FILE       save the current conversation as JSON (no audio, no key)
   %qaudio usage [--reset]   audio seconds and tokens spent per model; what the cache saved
@@ -90,6 +92,9 @@ class QAudioMagic(Magics):
     cache_dir = Unicode("", help="Response cache directory; empty: the user's cache dir").tag(
         config=True
     )
+    openai_base_url = Unicode(
+        "", help="Base URL of the server behind -m openai:MODEL (vLLM ...); empty: $OPENAI_BASE_URL"
+    ).tag(config=True)
 
     _SETTINGS = (
         "model",
@@ -107,6 +112,7 @@ class QAudioMagic(Magics):
         "concurrency",
         "cache",
         "cache_dir",
+        "openai_base_url",
     )
 
     def __init__(self, shell: Any = None, session: Session | None = None, **kwargs: Any) -> None:
@@ -155,7 +161,20 @@ class QAudioMagic(Magics):
         "pandas Series = a batch, one question per clip; "
         "none = a follow-up in the current conversation",
     )
-    @argument("-m", "--model", help="model for this question (default: %%config QAudioMagic.model)")
+    @argument(
+        "-m",
+        "--model",
+        help="model for this question (default: %%config QAudioMagic.model); the name picks "
+        "the route: qwen-audio-* (DashScope), *omni* (DashScope compatible mode), "
+        "openai:NAME (an OpenAI-compatible server such as vLLM), local:PATH_OR_HUB_ID "
+        "(transformers); see %%qaudio models",
+    )
+    @argument(
+        "--base-url",
+        metavar="URL",
+        help="server for -m openai:NAME for this question, e.g. http://localhost:8000/v1 "
+        "(default: %%config QAudioMagic.openai_base_url, then $OPENAI_BASE_URL)",
+    )
     @argument("--system", help="system prompt for this conversation")
     @argument("--new", action="store_true", help="start a new conversation with this question")
     @argument("-c", "--conversation", metavar="NAME", help="conversation to use (created if new)")
@@ -262,23 +281,44 @@ class QAudioMagic(Magics):
             target = [x for s in sources for x in (_as_list(s) if is_many(s) else [s])]
         else:
             target = tuple(sources) or None
-        return ask_audio(
-            target,
-            cell,
-            model=args.model,
-            conversation=args.conversation,
-            system=args.system,
-            stream=False if args.no_stream else None,
-            new=args.new,
-            session=self.session,
-            dry_run=args.dry_run,
-            batch=batch,
-            windows=args.windows,
-            overlap=args.overlap,
-            concurrency=args.concurrency,
-            cache=args.cache,
-            **params,
-        )
+        with self._base_url(args.base_url, args.model or self.session.settings.model):
+            return ask_audio(
+                target,
+                cell,
+                model=args.model,
+                conversation=args.conversation,
+                system=args.system,
+                stream=False if args.no_stream else None,
+                new=args.new,
+                session=self.session,
+                dry_run=args.dry_run,
+                batch=batch,
+                windows=args.windows,
+                overlap=args.overlap,
+                concurrency=args.concurrency,
+                cache=args.cache,
+                **params,
+            )
+
+    @contextmanager
+    def _base_url(self, url: str | None, model: str) -> Iterator[None]:
+        """``--base-url``: the openai:MODEL server for this one question."""
+        if url is None:
+            yield
+            return
+        from .models import lookup
+
+        if lookup(model).route != "openai":
+            raise UsageError(
+                f"--base-url is for -m openai:NAME models, not {model!r} (DashScope's address "
+                "is %config QAudioMagic.base_url / region)"
+            )
+        saved = self.session.settings
+        self.session.configure(openai_base_url=url)
+        try:
+            yield
+        finally:
+            self.session.settings = saved
 
     def _source(self, token: str) -> Any:
         """A notebook variable (or expression like ``clips[0]``) if one is meant, else the text."""
@@ -358,19 +398,27 @@ class QAudioMagic(Magics):
         )
 
     def _cmd_models(self, rest: list[str]) -> None:
-        from .models import MODELS
+        from .models import MODELS, ROUTES, lookup
 
-        rows = []
-        for spec in MODELS.values():
+        specs = list(MODELS.values())
+        current = self.session.settings.model
+        if current not in MODELS:
+            specs.insert(0, lookup(current))
+        rows: list[tuple[str, ...]] = []
+        for spec in specs:
             lim = spec.limits
-            audio = (
-                f"{lim.max_audio_seconds:g} s, {lim.max_audio_bytes / 1e6:g} MB"
-                if lim.max_audio_seconds
-                else f"{lim.max_audio_bytes / 1e6:g} MB"
+            audio = ", ".join(
+                bit
+                for bit in (
+                    f"{lim.max_audio_seconds:g} s" if lim.max_audio_seconds else "",
+                    "PCM in memory" if lim.wants_pcm else f"{lim.max_audio_bytes / 1e6:g} MB",
+                    f"{lim.audio_tokens_per_second:g} tok/s",
+                )
+                if bit
             )
             rows.append(
                 (
-                    spec.name,
+                    ("* " if spec.name == current else "") + spec.name,
                     spec.route,
                     f"{lim.context_tokens:,}",
                     f"{lim.max_input_tokens:,} / {lim.max_output_tokens:,}",
@@ -378,22 +426,33 @@ class QAudioMagic(Magics):
                     spec.note,
                 )
             )
+        routes = "; ".join(f"{name}: {what}" for name, what in ROUTES.items())
         _show_table(
-            "Known models (-m NAME)",
-            ("model", "route", "context", "max in / out", "audio", "note"),
+            f"Known models (-m NAME; * current). Routes — {routes}",
+            ("model", "route", "context", "max in / out", "audio per clip", "note"),
             rows,
         )
 
     def _cmd_key(self, rest: list[str]) -> None:
-        if rest and rest[0] == "--clear":
-            self.session.set_key(None)
-            print("Key forgotten; $DASHSCOPE_API_KEY is used if set.")
+        flags = set(rest)
+        if flags - {"--clear", "--openai"}:
+            raise UsageError("usage: %qaudio key [--openai] [--clear]")
+        openai = "--openai" in flags
+        setter = self.session.set_openai_key if openai else self.session.set_key
+        what, env = (
+            ("OpenAI-compatible server", "OPENAI_API_KEY")
+            if openai
+            else ("DashScope", "DASHSCOPE_API_KEY")
+        )
+        if "--clear" in flags:
+            setter(None)
+            print(f"{what} key forgotten; ${env} is used if set.")
             return
-        value = getpass.getpass("DashScope API key (hidden): ")
+        value = getpass.getpass(f"{what} API key (hidden): ")
         if not value.strip():
             raise UsageError("no key entered; nothing changed")
-        self.session.set_key(value)
-        print("Key set for this kernel session (kept in memory only, never saved).")
+        setter(value)
+        print(f"{what} key set for this kernel session (kept in memory only, never saved).")
 
     def _cmd_emulator(self, rest: list[str]) -> None:
         mode = rest[0].lower() if rest else "on"
@@ -457,8 +516,11 @@ def _start_emulator(magic: QAudioMagic) -> str:
     if session.emulator is None:
         session.emulator = Emulator().start()
         magic._saved_key = session._key  # type: ignore[attr-defined]
+        magic._saved_openai = (session._openai_key, magic.openai_base_url)  # type: ignore[attr-defined]
         session.set_key(Secret("sk-emulator-offline"))  # the real key never goes to the emulator
+        session.set_openai_key(Secret("sk-emulator-offline"))
     magic.base_url = session.emulator.base_url
+    magic.openai_base_url = session.emulator.openai_base_url  # openai:MODEL → the vLLM stand-in
     return str(session.emulator.base_url)
 
 
@@ -469,6 +531,9 @@ def _stop_emulator(magic: QAudioMagic) -> None:
         session.emulator = None
         session.set_key(getattr(magic, "_saved_key", None))
         magic.base_url = ""
+        openai_key, openai_url = getattr(magic, "_saved_openai", (None, ""))
+        session.set_openai_key(openai_key)
+        magic.openai_base_url = openai_url
 
 
 def _as_list(source: Any) -> list[Any]:

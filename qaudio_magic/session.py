@@ -12,10 +12,11 @@ import os
 import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._secret import Secret
 from .conversation import Conversations
-from .errors import ConfigError
+from .errors import ConfigError, MissingKeyError
 from .models import DEFAULT_MODEL, lookup
 from .usage import UsageMeter
 
@@ -50,6 +51,7 @@ class Settings:
     concurrency: int = 4  # requests in flight at once in a batch
     cache: str = "auto"  # response cache: auto | on | off | refresh | replay (see cache.py)
     cache_dir: str = ""  # "" → the user's cache dir
+    openai_base_url: str = ""  # for openai:MODEL; "" → $OPENAI_BASE_URL
 
     @property
     def timeouts(self) -> Timeouts:
@@ -69,6 +71,27 @@ class Settings:
         except KeyError:
             raise ConfigError(f"unknown region {self.region!r} (use 'cn' or 'intl')") from None
 
+    def compatible_url(self) -> str:
+        """DashScope's OpenAI-compatible base on the same host: ``…/compatible-mode/v1``."""
+        native = self.dashscope_url()
+        if native.endswith("/api/v1"):
+            return native[: -len("/api/v1")] + "/compatible-mode/v1"
+        parts = urlsplit(native)
+        return f"{parts.scheme}://{parts.netloc}/compatible-mode/v1"
+
+    def openai_url(self) -> str:
+        """The OpenAI-compatible server for ``openai:MODEL`` (setting, then $OPENAI_BASE_URL)."""
+        url = self.openai_base_url.strip() or os.environ.get("OPENAI_BASE_URL", "").strip()
+        if not url:
+            raise ConfigError(
+                "openai:MODEL needs the server's base URL",
+                hint="pass --base-url http://HOST:8000/v1, or `%config QAudioMagic.openai_base_url"
+                " = '…'`, or set OPENAI_BASE_URL",
+            )
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"openai base URL {url!r} must start with http:// or https://")
+        return url.rstrip("/")
+
 
 class Session:
     """The kernel's qaudio state."""
@@ -77,6 +100,7 @@ class Session:
         self.settings = settings or Settings()
         self.conversations = Conversations()
         self._key: Secret | None = None
+        self._openai_key: Secret | None = None
         self._backends: dict[tuple[Any, ...], Backend] = {}
         self._lock = threading.Lock()
         self.emulator: Any = None  # a running in-process emulator, when `%qaudio emulator` is on
@@ -99,6 +123,19 @@ class Session:
             return "set with %qaudio key (memory only)"
         return "$DASHSCOPE_API_KEY" if os.environ.get("DASHSCOPE_API_KEY") else "none"
 
+    def openai_key(self) -> Secret | None:
+        """Key for ``openai:`` servers: ``%qaudio key --openai``, else ``$OPENAI_API_KEY``.
+
+        None is allowed: a vLLM server started without ``--api-key`` takes no key.
+        """
+        if self._openai_key is not None:
+            return self._openai_key
+        env = os.environ.get("OPENAI_API_KEY", "").strip()
+        return Secret(env) if env else None
+
+    def set_openai_key(self, key: str | Secret | None) -> None:
+        self._openai_key = key if isinstance(key, Secret) or key is None else Secret(key)
+
     # ---------------------------------------------------------------- settings
     def configure(self, **changes: Any) -> None:
         """Change settings; backends are rebuilt lazily when their configuration changed."""
@@ -110,20 +147,64 @@ class Session:
         spec = lookup(model)
         s = self.settings
         if spec.route == "dashscope":
+            url = s.dashscope_url()
+        elif spec.route == "dashscope-compatible":
+            url = s.compatible_url()
+        elif spec.route == "openai":
+            url = s.openai_url()
+        elif spec.route == "local":
+            url = ""
+        else:
+            raise ConfigError(f"{model}: route {spec.route!r} is not available")
+        config = (spec.route, url, s.timeouts, tuple(sorted(s.headers.items())))
+        with self._lock:
+            backend = self._backends.get(config)
+            if backend is None:
+                backend = self._make_backend(spec.route, url)
+                self._backends[config] = backend
+            if spec.route == "dashscope":
+                # switched in place: the oss:// upload cache survives a change of mode
+                backend.upload = s.upload  # type: ignore[attr-defined]
+            return backend
+
+    def _make_backend(self, route: str, url: str) -> Backend:
+        s = self.settings
+        if route == "dashscope":
             from .backends.dashscope import DashScopeBackend
 
-            config = (spec.route, s.dashscope_url(), s.timeouts, tuple(sorted(s.headers.items())))
-            with self._lock:
-                backend = self._backends.get(config)
-                if backend is None:
-                    backend = DashScopeBackend(
-                        s.dashscope_url(), self.api_key, timeouts=s.timeouts, headers=s.headers
-                    )
-                    self._backends[config] = backend
-                # the upload mode is switched in place: the oss:// cache survives the change
-                backend.upload = s.upload  # type: ignore[attr-defined]
-                return backend
-        raise ConfigError(f"{model}: route {spec.route!r} is not available")
+            return DashScopeBackend(url, self.api_key, timeouts=s.timeouts, headers=s.headers)
+        if route == "local":
+            from .backends.local import LocalBackend
+
+            return LocalBackend()
+        from .backends.openai_compat import OpenAICompatBackend
+
+        if route == "dashscope-compatible":
+            return OpenAICompatBackend(
+                url,
+                self.api_key,
+                route=route,
+                dialect="dashscope",
+                service="DashScope compatible mode",
+                missing_key=lambda: MissingKeyError(
+                    "no DashScope API key (Qwen-Omni uses the same key as Qwen-Audio)",
+                    hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` "
+                    "to try offline",
+                ),
+                key_hint="set DASHSCOPE_API_KEY or run `%qaudio key`",
+                timeouts=s.timeouts,
+                headers=s.headers,
+            )
+        return OpenAICompatBackend(  # DashScope headers (workspace ...) stay with DashScope
+            url,
+            self.openai_key,
+            route=route,
+            dialect="openai",
+            service=f"OpenAI-compatible server {urlsplit(url).netloc}",
+            key_required=False,
+            key_hint="set OPENAI_API_KEY or run `%qaudio key --openai`",
+            timeouts=s.timeouts,
+        )
 
     def discard_backend(self, backend: Backend) -> None:
         """Close ``backend`` and forget it (an interrupted batch leaves no connection open)."""

@@ -15,8 +15,6 @@ from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import AudioDecodeError, QAudioError, SourceError
 from qaudio_magic.session import Session
 
-from .test_prepare import file_server  # noqa: F401 - a fixture
-
 INVALID = "not a readable audio file (Invalid data found when processing input)"
 BAD_FILES = [
     ("empty.wav", AudioDecodeError, "empty.wav: the source is empty (0 bytes)"),
@@ -148,7 +146,7 @@ def _as_nobody(call, session: Session) -> dict:
     return json.loads(data)
 
 
-def test_url_that_404s(session: Session, emu: Emulator, file_server, one_turn: int) -> None:  # noqa: F811
+def test_url_that_404s(session: Session, emu: Emulator, file_server, one_turn: int) -> None:
     base, _ = file_server
     with pytest.raises(SourceError) as err:
         ask_audio(f"{base}/missing.wav", "Q", display=False)

@@ -73,7 +73,12 @@ def assert_no_audio_bytes(nb: nbformat.NotebookNode) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_against_emulator(path: Path, emu: Emulator, tmp_path: Path) -> None:
-    nb = execute(path, kernel_env(DASHSCOPE_API_KEY=TEST_KEY, DASHSCOPE_HTTP_BASE_URL=emu.base_url))
+    env = kernel_env(
+        DASHSCOPE_API_KEY=TEST_KEY,
+        DASHSCOPE_HTTP_BASE_URL=emu.base_url,
+        OPENAI_BASE_URL=emu.openai_base_url,  # the emulator's vLLM stand-in, for -m openai:
+    )
+    nb = execute(path, env)
     out = texts(nb)
     assert "Traceback" not in out
     assert "Emulated answer" in out, "no answer reached the notebook's outputs"

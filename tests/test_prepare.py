@@ -6,11 +6,7 @@ Every check is made at the emulator, over real HTTP: it decodes what it received
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +35,6 @@ def beep_hz(pcm: np.ndarray, at: float, rate: int = 16_000) -> float:
     seg = pcm[round(at * rate) : round((at + 0.25) * rate)]
     spectrum = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
     return float(np.argmax(spectrum) * rate / len(seg))
-
-
-@pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A loopback HTTP server over a temporary folder: (base URL, folder)."""
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize("upload", ["auto", "never"])

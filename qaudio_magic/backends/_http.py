@@ -138,7 +138,9 @@ def error_from_payload(
     """An APIError from DashScope (``code``/``message``) or OpenAI (``error{}``) JSON."""
     err = payload.get("error") if isinstance(payload.get("error"), dict) else None
     source = err or payload
-    code = source.get("code") or source.get("type")
+    code = source.get("code")
+    if not isinstance(code, str) or not code:  # vLLM puts the HTTP status in "code"
+        code = source.get("type")
     message = source.get("message") or source.get("msg") or fallback.strip()[:300] or "(no message)"
     rid = payload.get("request_id") or payload.get("id") if err else payload.get("request_id")
     return APIError(

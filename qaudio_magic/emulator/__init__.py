@@ -9,6 +9,10 @@
         emu.oss                             # files uploaded: oss:// URL -> bytes
         emu.add_fault("status=429;times=1") # the next request fails
 
+Besides DashScope's native endpoint it serves the OpenAI-style routes (``compat.py``):
+DashScope's compatible mode under :attr:`Emulator.compatible_base_url` (Qwen-Omni) and a
+vLLM stand-in under :attr:`Emulator.openai_base_url` (``openai:MODEL``).
+
 Answers are deterministic and say that they are emulated.
 """
 
@@ -20,6 +24,7 @@ from collections import deque
 from typing import Any
 
 from .._secret import Secret
+from .compat import COMPATIBLE_CHAT, OPENAI_CHAT, CompatRoute
 from .faults import Fault, FaultPlan, parse_fault
 from .native import GENERATION, NativeRoute, key_checker
 from .server import EmulatorServer, ReceivedAudio, RecordedRequest
@@ -52,6 +57,12 @@ class Emulator:
         )
         self.server.add_route("GET", POLICY_PATH, PolicyRoute(check, self.oss_store))
         self.server.add_route("POST", OSS_PATH, UploadRoute(self.oss_store))
+        self.compatible = CompatRoute("dashscope", check, self.oss_store.get, self._reply_for)
+        self.vllm = CompatRoute(  # like vLLM without --api-key, unless a key is required
+            "vllm", check, self.oss_store.get, self._reply_for, key_optional=self._required is None
+        )
+        self.server.add_route("POST", COMPATIBLE_CHAT, self.compatible)
+        self.server.add_route("POST", OPENAI_CHAT, self.vllm)
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -93,6 +104,16 @@ class Emulator:
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def compatible_base_url(self) -> str:
+        """DashScope compatible mode, as the OpenAI SDK's ``base_url`` takes it."""
+        return f"{self.root}/compatible-mode/v1"
+
+    @property
+    def openai_base_url(self) -> str:
+        """The vLLM stand-in, as ``OPENAI_BASE_URL`` / ``--base-url`` take it."""
+        return f"{self.root}/v1"
+
     # ------------------------------------------------------------------ test controls
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -107,6 +128,10 @@ class Emulator:
 
     def policy_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == POLICY_PATH]
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        """Requests to either chat-completions route."""
+        return [r for r in self.requests if r.path in (COMPATIBLE_CHAT, OPENAI_CHAT)]
 
     def clear(self) -> None:
         self.server.requests.clear()

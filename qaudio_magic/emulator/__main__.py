@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     emu = Emulator(args.port, key=args.key, fault=fault, verbose=args.verbose).start()
     print(f"qaudio emulator on {emu.base_url}  (answers are emulated, not from Qwen)", flush=True)
     print(f"  export DASHSCOPE_HTTP_BASE_URL={emu.base_url}", flush=True)
+    print(f"  export OPENAI_BASE_URL={emu.openai_base_url}   # for -m openai:MODEL", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

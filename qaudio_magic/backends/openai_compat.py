@@ -1,0 +1,365 @@
+"""OpenAI-style ``chat/completions``: DashScope's compatible mode and any OpenAI-compatible server.
+
+One backend, two dialects, because the servers disagree on how audio travels:
+
+    dialect     audio held in memory                           audio at a URL
+    dashscope   input_audio.data = "data:;base64,…" + format    input_audio.data = the URL
+    openai      input_audio.data = raw base64 + format          audio_url.url = the URL
+
+DashScope's compatible mode (Qwen-Omni) rejects raw base64 ("The provided URL does not
+appear to be valid") and the ``audio_url`` part; vLLM turns ``input_audio`` into
+``data:audio/{format};base64,{data}`` itself, so a data URL there breaks, and OpenAI's own
+API takes only ``input_audio``. Hence the split (protocol reference §5).
+
+Qwen-Omni's rules, kept here rather than in the conversation (DOC-OMNI):
+
+* it only streams: stream-only models are always streamed on the wire; ``--no-stream``
+  then only means the answer is shown once it is complete;
+* assistant turns are text;
+* a user message holds text plus at most one non-text item: a turn with several clips
+  goes as consecutive user messages, one clip each, the question with the last clip.
+
+Text output only (``modalities: ["text"]``) unless the caller passes ``modalities``.
+Usage comes from the final chunk with empty ``choices`` (``stream_options.include_usage``);
+``data: [DONE]`` ends the stream; a DashScope ``event:error`` frame can still arrive
+mid-stream and is read with its ``:HTTP_STATUS/NNN``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._prepare import PreparedAudio
+from .._secret import Secret
+from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
+from ..models import lookup, served_name
+from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
+from ._sse import SSEEvent, iter_events, looks_like_sse, parse_events
+from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+
+__all__ = ["Dialect", "OpenAICompatBackend"]
+
+Dialect = Literal["dashscope", "openai"]
+
+CHAT_PATH = "/chat/completions"
+INLINE_MAX_BYTES = 7_000_000  # DashScope: the base64 string must stay under 10 MB
+_WIRE_FORMATS = {"wav": "wav", "mp3": "mp3", "aac": "aac", "amr": "amr", "flac": "flac"}
+_MM_LIMIT_HINT = (
+    "the server allows fewer audios per prompt than this conversation holds: start vLLM with "
+    "--limit-mm-per-prompt '{\"audio\": N}', or `%qaudio new` to drop the history"
+)
+
+
+class OpenAICompatBackend:
+    """Qwen-Omni over DashScope's compatible mode, or any server speaking OpenAI's chat API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: Callable[[], Secret | None],
+        *,
+        route: str,
+        dialect: Dialect,
+        service: str,
+        key_required: bool = True,
+        missing_key: Callable[[], Exception] | None = None,
+        key_hint: str | None = None,
+        timeouts: Timeouts | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.route = route
+        self.dialect: Dialect = dialect
+        self.service = service
+        self._key = key
+        self._key_required = key_required
+        self._missing_key = missing_key
+        self._key_hint = key_hint
+        self.timeouts = timeouts or Timeouts()
+        self._headers = dict(headers or {})
+        self._client = make_client(self.timeouts)
+        self.host = urlsplit(self.base_url).netloc or self.base_url
+
+    # ------------------------------------------------------------------ API
+    def limits(self, model: str) -> Limits:
+        return lookup(model).limits
+
+    def close(self) -> None:
+        self._client.close()
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        key = self._key()
+        if key is None and self._key_required:
+            raise (self._missing_key() if self._missing_key else ConfigError("no API key"))
+        if not served_name(request.model):
+            raise ConfigError(f"{request.model!r} names no model (write openai:MODEL_NAME)")
+        spec = lookup(request.model)
+        on_wire = request.stream or spec.stream_only
+        body = self.build_body(request, stream=on_wire)
+        headers = self.build_headers(key, body, stream=on_wire)
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        url = self.base_url + CHAT_PATH
+        deadline = time.monotonic() + self.timeouts.total
+        try:
+            if not on_wire:
+                yield from self._call(url, content, headers, deadline)
+            elif request.stream:
+                yield from self._stream(url, content, headers, deadline)
+            else:  # a stream-only model asked for the whole answer: stream, show it once done
+                yield from _whole(self._stream(url, content, headers, deadline))
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.host) from None
+
+    # ------------------------------------------------------------------ wire
+    def build_body(self, request: Request, *, stream: bool) -> dict[str, Any]:
+        """The JSON body: model, messages, stream options, then the caller's parameters."""
+        body: dict[str, Any] = {
+            "model": served_name(request.model),
+            "messages": [m for message in request.messages for m in self._messages(message)],
+        }
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if self.dialect == "dashscope":
+            body["modalities"] = ["text"]
+        body.update(request.params)
+        return body
+
+    def build_headers(
+        self, key: Secret | None, body: dict[str, Any], *, stream: bool
+    ) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key.reveal()}"
+        if self.dialect == "dashscope" and any(
+            str(part.get("input_audio", {}).get("data", "")).startswith("oss://")
+            for message in body["messages"]
+            if isinstance(message["content"], list)
+            for part in message["content"]
+        ):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        headers.update(self._headers)
+        return headers
+
+    def _messages(self, message: Message) -> list[dict[str, Any]]:
+        if message.role != "user":  # system and assistant turns are text only
+            return [{"role": message.role, "content": message.text}]
+        clips = [self._audio_part(p.audio) for p in message.parts if isinstance(p, AudioPart)]
+        text = [{"type": "text", "text": message.text}] if message.text else []
+        if not clips:
+            return [{"role": "user", "content": message.text}]
+        if self.dialect == "dashscope":  # one non-text item per user message
+            return [{"role": "user", "content": [c]} for c in clips[:-1]] + [
+                {"role": "user", "content": [clips[-1], *text]}
+            ]
+        return [{"role": "user", "content": [*clips, *text]}]
+
+    def _audio_part(self, audio: PreparedAudio) -> dict[str, Any]:
+        fmt = _WIRE_FORMATS.get(audio.format)
+        if audio.url is not None:
+            if self.dialect == "dashscope":
+                item: dict[str, str] = {"data": audio.url}
+                if fmt:
+                    item["format"] = fmt
+                return {"type": "input_audio", "input_audio": item}
+            if audio.url.startswith("oss://"):
+                raise InputError(
+                    f"{audio.clip.name}: an oss:// URL is readable by DashScope only, "
+                    f"not by {self.host}"
+                )
+            return {"type": "audio_url", "audio_url": {"url": audio.url}}
+        if audio.data is None:
+            raise InputError(f"{audio.clip.name}: no encoded audio to send")
+        if self.dialect == "dashscope" and len(audio.data) > INLINE_MAX_BYTES:
+            raise AudioTooLargeError(
+                f"{audio.clip.name}: {len(audio.data) / 1e6:.1f} MB is too large to send inline "
+                f"(limit {INLINE_MAX_BYTES / 1e6:.0f} MB; give a URL instead)"
+            )
+        b64 = base64.b64encode(audio.data).decode("ascii")
+        if self.dialect == "dashscope":
+            item = {"data": "data:;base64," + b64}
+            if fmt:
+                item["format"] = fmt
+            return {"type": "input_audio", "input_audio": item}
+        return {"type": "input_audio", "input_audio": {"data": b64, "format": fmt or "wav"}}
+
+    # ------------------------------------------------------------------ responses
+    def _call(
+        self, url: str, content: bytes, headers: dict[str, str], deadline: float
+    ) -> Iterator[Event]:
+        response = self._client.post(url, content=content, headers=headers)
+        if response.status_code != 200:
+            raise self._error(
+                error_from_response(
+                    response.status_code, response.headers, response.content, service=self.service
+                )
+            )
+        rid = _request_id(response.headers)
+        text = response.content.decode("utf-8", "replace")
+        if looks_like_sse(text):  # a server that streamed anyway: read its chunks
+            yield from _whole(self._chunks(parse_events(text), rid, deadline))
+            return
+        payload = self._load(text)
+        self._raise_if_error(payload, None)
+        choices = payload.get("choices") or []
+        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+        answer = _content_text((choice.get("message") or {}).get("content"))
+        if answer:
+            yield TextDelta(answer)
+        yield Completion(
+            _usage(payload.get("usage")), rid or payload.get("id"), choice.get("finish_reason")
+        )
+
+    def _stream(
+        self, url: str, content: bytes, headers: dict[str, str], deadline: float
+    ) -> Iterator[Event]:
+        with self._client.stream("POST", url, content=content, headers=headers) as response:
+            if response.status_code != 200:
+                raw = response.read()
+                raise self._error(
+                    error_from_response(
+                        response.status_code, response.headers, raw, service=self.service
+                    )
+                )
+            yield from self._chunks(
+                iter_events(response.iter_lines()), _request_id(response.headers), deadline
+            )
+
+    def _chunks(
+        self, events: Iterable[SSEEvent], rid: str | None, deadline: float
+    ) -> Iterator[Event]:
+        """Text deltas from ``chat.completion.chunk`` events, then one Completion."""
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        done = False
+        for event in events:
+            if time.monotonic() > deadline:
+                raise TransportError(
+                    f"{self.host}: the answer took longer than {self.timeouts.total:g} s"
+                )
+            if done:  # nothing may follow [DONE]; read on so the connection can be reused
+                continue
+            if event.data.strip() == "[DONE]":
+                done = True
+                continue
+            payload = self._load(event.data)
+            self._raise_if_error(payload, event)
+            rid = rid or payload.get("id")
+            if isinstance(payload.get("usage"), dict):
+                usage = payload["usage"]  # the last chunk (empty choices) carries it
+            for choice in payload.get("choices") or []:
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                text = _content_text((choice.get("delta") or {}).get("content"))
+                if text:
+                    yield TextDelta(text)
+                if choice.get("finish_reason"):
+                    finish = str(choice["finish_reason"])
+        if not done and finish is None:
+            raise TransportError(f"{self.host} ended the stream before the answer was complete")
+        yield Completion(_usage(usage), rid, finish)
+
+    # ------------------------------------------------------------------ errors
+    def _load(self, text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise TransportError(
+                f"{self.host} sent a malformed answer (not JSON): {text[:80]!r}"
+            ) from None
+        if not isinstance(value, dict):
+            raise TransportError(f"{self.host} sent a malformed answer (not a JSON object)")
+        return value
+
+    def _raise_if_error(self, payload: dict[str, Any], event: SSEEvent | None) -> None:
+        """Error frames: DashScope ``event:error`` + ``:HTTP_STATUS``, or OpenAI/vLLM JSON."""
+        status = event.status if event is not None else None
+        is_error = (
+            (event is not None and event.event == "error")
+            or (status is not None and status != 200)
+            or isinstance(payload.get("error"), dict)
+            or payload.get("object") == "error"
+            or ("choices" not in payload and ("code" in payload or "message" in payload))
+        )
+        if not is_error:
+            return
+        if status is None:
+            source = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+            code = source.get("code") if isinstance(source, dict) else None
+            status = code if isinstance(code, int) and 400 <= code < 600 else 500
+            if event is not None and event.event == "error":
+                status = 400
+        raise self._error(
+            error_from_payload(
+                status, payload, fallback=event.data if event else "", service=self.service
+            )
+        )
+
+    def _error(self, error: APIError) -> APIError:
+        """Add the hint this route knows (which key, vLLM's audio limit)."""
+        if error.hint is None:
+            if error.status == 401 and self._key_hint:
+                error.hint = self._key_hint
+            elif "may be provided in one prompt" in error.api_message:
+                error.hint = _MM_LIMIT_HINT
+            elif error.status == 404 and self.route == "openai":
+                error.hint = f"the model name must be one {self.host} serves (GET /v1/models)"
+        return error
+
+
+def _whole(events: Iterator[Event]) -> Iterator[Event]:
+    """The answer as one delta once complete (``--no-stream`` on a stream-only model)."""
+    parts: list[str] = []
+    try:
+        for event in events:
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            else:
+                if parts:
+                    yield TextDelta("".join(parts))
+                yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    return headers.get("x-request-id") or headers.get("x-dashscope-request-id")
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(c.get("text", "")) for c in content if isinstance(c, dict) and "text" in c
+        )
+    return ""
+
+
+def _usage(usage: dict[str, Any] | None) -> Usage:
+    """OpenAI usage as ours: prompt tokens split into text and audio where reported."""
+    if not usage:
+        return Usage()
+    prompt = usage.get("prompt_tokens")
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    audio, text = details.get("audio_tokens"), details.get("text_tokens")
+    if not (isinstance(audio, int) and isinstance(prompt, int)):
+        return Usage(input_tokens=prompt, output_tokens=usage.get("completion_tokens"))
+    return Usage(
+        input_tokens=text if isinstance(text, int) else prompt - audio,
+        output_tokens=usage.get("completion_tokens"),
+        audio_tokens=audio,
+    )
