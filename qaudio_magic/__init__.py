@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         SourceError,
         TransportError,
     )
+    from .recorder import Recorder
 
 __all__ = [
     "APIError",
@@ -39,6 +40,7 @@ __all__ = [
     "Interrupted",
     "MissingKeyError",
     "QAudioError",
+    "Recorder",
     "SourceError",
     "TransportError",
     "ask_audio",
@@ -51,6 +53,7 @@ _LAZY = {
     "ask_audio": "ask",
     "AudioClip": "clip",
     "Conversation": "conversation",
+    "Recorder": "recorder",
     **dict.fromkeys(
         [
             "APIError",

@@ -41,6 +41,7 @@ Subcommands (line magic):
   %qaudio key [--clear]     enter the API key (hidden; kept in memory only)
   %qaudio emulator [auto|on|off]  use the built-in offline emulator
   %qaudio export FILE       save the current conversation as JSON (no audio, no key)
+  %qaudio record [NAME] [--max SECONDS]  show a recorder; NAME (default mic) is its latest take
   %qaudio help              this text
 """
 
@@ -316,6 +317,37 @@ class QAudioMagic(Magics):
         conv = self.session.conversations.current
         Path(rest[0]).write_text(json.dumps(conv.to_dict(), ensure_ascii=False, indent=1))
         print(f"Saved '{conv.name}' ({len(conv)} turns) to {rest[0]} (no audio bytes, no key).")
+
+    def _cmd_record(self, rest: list[str]) -> None:
+        from IPython.display import display
+
+        from .recorder import Recorder
+
+        usage = "usage: %qaudio record [NAME] [--max SECONDS] (NAME: a variable name, default mic)"
+        names: list[str] = []
+        options: dict[str, float] = {}
+        words = list(rest)
+        while words:
+            word = words.pop(0)
+            if word == "--max" and words:
+                try:
+                    options["max_seconds"] = float(words.pop(0))
+                    if not options["max_seconds"] > 0:
+                        raise ValueError
+                except ValueError:
+                    raise UsageError(usage) from None
+            elif word.isidentifier() and not names:
+                names.append(word)
+            else:
+                raise UsageError(usage)
+        name = names[0] if names else "mic"
+        ns = self.shell.user_ns if self.shell is not None else {}
+        recorder = ns.get(name)
+        if isinstance(recorder, Recorder):  # re-running the cell keeps the earlier takes
+            recorder.max_seconds = options.get("max_seconds", recorder.max_seconds)
+        else:
+            recorder = ns[name] = Recorder(name, **options)
+        display(recorder)
 
 
 def _start_emulator(magic: QAudioMagic) -> str:
