@@ -79,6 +79,7 @@ class _Attempt:
     limit_hit: bool = False
     blob_seen: bool = False  # the browser finished a recording (ipywebrtc set _data_src)
     arrived: bool = False
+    given_up: bool = False  # declared lost after arrival_timeout
     done: threading.Event = field(default_factory=threading.Event)  # set when recording stops
 
 
@@ -165,7 +166,16 @@ class Recorder:
             return self._takes[-1] if self._takes else None
 
     def _as_audio_clip_(self) -> AudioClip:
-        clip = self.latest
+        with self._lock:
+            attempt, clip = self._attempt, self.latest
+        if attempt is not None and attempt.stopped is None:
+            raise InputError(f"{self.name}: still recording — press Stop first")
+        if attempt is not None and not (attempt.arrived or attempt.given_up):
+            # the kernel handles the take's message only after this cell: asking again works
+            raise InputError(
+                f"{self.name}: the take is still on its way from the browser — "
+                "run the cell again in a moment"
+            )
         if clip is None:
             why = f" ({self._problem})" if self._problem else ""
             raise InputError(
@@ -294,6 +304,7 @@ class Recorder:
         with self._lock:
             if attempt.arrived or attempt is not self._attempt:
                 return
+            attempt.given_up = True
             limit = MESSAGE_LIMIT_BYTES >> 20
             self._problem = (
                 _LOST.format(limit=limit)

@@ -76,9 +76,14 @@ def test_record_a_take_and_ask_about_it(ip, emu: Emulator, webm: bytes) -> None:
     mic._button.click()  # what a click in the browser runs in the kernel
     assert mic._webrtc.recording is True, "the browser was not told to record"
     assert "Recording…" in mic.status and mic._button.description == "Stop"
+    with pytest.raises(UsageError, match="mic: still recording — press Stop first"):
+        ip.run_cell_magic("qaudio", "mic", "Too early")
     mic._button.click()
     assert mic._webrtc.recording is False
     assert "receiving the take" in mic.status
+    with pytest.raises(UsageError, match="still on its way from the browser"):
+        ip.run_cell_magic("qaudio", "mic", "Still too early")
+    assert emu.generation_requests() == []
     browser_take(mic, webm)
     assert "Take 1: 5.1 s · opus 48 kHz mono" in mic.status
     assert "mic now means this take" in mic.status and mic._button.description == "Record"
@@ -274,3 +279,22 @@ def test_close_drops_every_widget(webm: bytes) -> None:
     mic.close()
     assert all(w.comm is None for w in parts)
     assert mic._as_audio_clip_() is mic.takes[0], "the takes stay usable from Python"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "file", "codec"),
+    [("ogg", "en_opus.opus", "opus"), ("mp4", "en_aac_fragmented.mp4", "aac")],
+)
+def test_other_browsers_containers(
+    session, emu: Emulator, corpus: Path, fmt: str, file: str, codec: str
+) -> None:
+    """Firefox can record Ogg/Opus, Safari fragmented MP4/AAC: same path, same result."""
+    mic = Recorder("mic", format=fmt)
+    mic.start()
+    assert mic._webrtc.format == fmt and mic._player.format == fmt
+    mic.stop()
+    browser_take(mic, (corpus / "formats" / file).read_bytes())
+    assert mic.takes[0].info.codec == codec
+    answer = ask_audio(mic, "What is said?")
+    assert answer.clips[0] is mic.takes[0]
+    assert emu.generation_requests()[-1].audio[0].duration == pytest.approx(5.1, abs=0.1)

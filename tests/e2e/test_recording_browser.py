@@ -2,9 +2,11 @@
 
 Chromium's fake capture device plays notebooks/audio/speech_en.wav; ipywebrtc records it
 as WebM/Opus; the take crosses the server's websocket to the kernel, is re-encoded for
-DashScope and reaches the emulator, which decodes it. The test checks what a user sees
-(the refusal before a take, the status line, the answer and its player, no widget errors)
-and that the emulator got about as many seconds of audio as were recorded.
+DashScope and reaches the emulator, which decodes it. The tests check what a user sees
+(the refusal before a take, the status line, the answer and its player, no widget errors),
+that the emulator got about as many seconds of audio as were recorded, the upload fallback,
+the length cap, a refused microphone, and a take dropped by the server's 10 MiB limit.
+The server keeps its default websocket_max_message_size, as a user's would.
 """
 
 from __future__ import annotations
@@ -169,6 +171,53 @@ def test_refused_microphone_says_so_and_upload_still_works(jupyter, browser) -> 
             nb.panel.locator("button", has_text="Upload audio").first.click()
         chooser.value.set_files(str(AUDIO / "en_opus_stream.webm"))
         assert "5.1 s" in nb.output("Take 1 (en_opus_stream.webm)", timeout=30).inner_text()
+        nb.assert_no_widget_errors()
+    finally:
+        page.close()
+        for sess in jupyter.api("/api/sessions"):
+            req = urllib.request.Request(
+                f"{jupyter.url}/api/sessions/{sess['id']}", method="DELETE"
+            )
+            urllib.request.urlopen(req, timeout=10)
+
+
+# ipywebrtc's own onstop code (jupyter-webrtc 0.6.0, AudioRecorderModel.updateRecord): a blob
+# URL, then the take's bytes, each saved to the kernel. Here the take is 11 MiB, over the
+# server's default websocket_max_message_size, which drops it without any error.
+DELIVER_HUGE_TAKE = """() => {
+    const recorder = window.last_audio_recorder;
+    recorder.set('_data_src', 'blob:http://127.0.0.1/huge-take');
+    recorder.save_changes();
+    const audio = recorder.get('audio');
+    audio.set('value', new DataView(new Uint8Array(11 * 1024 * 1024).buffer));
+    audio.save_changes();
+}"""
+
+
+def test_take_over_the_message_limit_is_not_lost_silently(jupyter, browser) -> None:
+    name = "recording_huge.ipynb"
+    jupyter.write_notebook(
+        name,
+        [
+            "%load_ext qaudio_magic",
+            "from qaudio_magic import Recorder\nmic = Recorder('mic', arrival_timeout=3)\nmic",
+        ],
+    )
+    page = browser.new_page()
+    try:
+        page.add_init_script(REFUSE_MICROPHONE)  # the real recorder stays silent here
+        page.goto(f"{jupyter.url}/lab/tree/{name}?reset")
+        nb = NotebookPage(page, jupyter, name, "lab")
+        nb.panel.locator(".jp-Cell").first.wait_for(timeout=60_000)
+        nb.wait_kernel_idle()
+        nb.run_all()
+        nb.panel.locator("button", has_text="Record").first.click()
+        nb.output("Recording…", timeout=15)
+        nb.panel.locator("button", has_text="Stop").first.click()
+        nb.output("receiving the take", timeout=15)
+        page.evaluate(DELIVER_HUGE_TAKE)
+        warning = nb.output("never reached the kernel", timeout=30).inner_text()
+        assert "10 MiB message limit" in warning and "upload a file" in warning
         nb.assert_no_widget_errors()
     finally:
         page.close()
