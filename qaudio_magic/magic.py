@@ -325,14 +325,14 @@ class QAudioMagic(Magics):
 
         usage = "usage: %qaudio record [NAME] [--max SECONDS] (NAME: a variable name, default mic)"
         names: list[str] = []
-        options: dict[str, float] = {}
+        max_seconds: float | None = None
         words = list(rest)
         while words:
             word = words.pop(0)
             if word == "--max" and words:
                 try:
-                    options["max_seconds"] = float(words.pop(0))
-                    if not options["max_seconds"] > 0:
+                    max_seconds = float(words.pop(0))
+                    if not max_seconds > 0:
                         raise ValueError
                 except ValueError:
                     raise UsageError(usage) from None
@@ -343,10 +343,11 @@ class QAudioMagic(Magics):
         name = names[0] if names else "mic"
         ns = self.shell.user_ns if self.shell is not None else {}
         recorder = ns.get(name)
-        if isinstance(recorder, Recorder):  # re-running the cell keeps the earlier takes
-            recorder.max_seconds = options.get("max_seconds", recorder.max_seconds)
-        else:
-            recorder = ns[name] = Recorder(name, **options)
+        if not isinstance(recorder, Recorder):
+            recorder = ns[name] = Recorder(name)
+        # else: re-running the cell shows the same recorder, earlier takes kept
+        if max_seconds is not None:
+            recorder.max_seconds = max_seconds
         display(recorder)
 
 

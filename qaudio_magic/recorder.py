@@ -100,10 +100,8 @@ class Recorder:
         format: str = "webm",
         arrival_timeout: float = 10.0,
     ) -> None:
-        if max_seconds <= 0:
-            raise InputError(f"{name}: max_seconds must be positive, got {max_seconds}")
         self.name = name
-        self.max_seconds = float(max_seconds)
+        self._max_seconds = _positive(name, max_seconds)
         self.format = format
         self.arrival_timeout = arrival_timeout
         self._takes: list[AudioClip] = []
@@ -152,6 +150,17 @@ class Recorder:
         if self._problem is None and _in_vscode():
             self._problem = _VSCODE
         self._show_idle()
+
+    @property
+    def max_seconds(self) -> float:
+        """The longest take; the recorder stops by itself there (see the module docstring)."""
+        return self._max_seconds
+
+    @max_seconds.setter
+    def max_seconds(self, value: float) -> None:
+        self._max_seconds = _positive(self.name, value)
+        if self._attempt is None and not self._takes:
+            self._show_idle()
 
     # ------------------------------------------------------------------ as a source
     @property
@@ -228,9 +237,10 @@ class Recorder:
     def close(self) -> None:
         """Close the widgets and release the microphone in the browser."""
         self._closed = True
+        self._stop(limit_hit=False)
         with self._lock:
-            if self._attempt is not None:
-                self._attempt.done.set()
+            if self._attempt is not None:  # a take still on its way will not come now
+                self._attempt.given_up = True
         boxes = [self._box, *self._box.children]
         parts = [c for box in boxes[1:] for c in getattr(box, "children", ())]
         for w in (self._webrtc, self._stream, *boxes, *parts):  # a box does not close its children
@@ -257,7 +267,7 @@ class Recorder:
     def _cap(self) -> float:
         """Seconds a take may last: max_seconds, or less if the bit rate nears the limit."""
         by_size = _SAFE_SHARE * MESSAGE_LIMIT_BYTES / self._bytes_per_s
-        return min(self.max_seconds, by_size)
+        return min(self._max_seconds, by_size)
 
     def _on_click(self, _button: Any) -> None:
         try:
@@ -439,6 +449,12 @@ def _in_vscode() -> bool:
     if shell is not None and "__vsc_ipynb_file__" in shell.user_ns:
         return True
     return "VSCODE_PID" in os.environ and "JPY_SESSION_NAME" not in os.environ
+
+
+def _positive(name: str, seconds: float) -> float:
+    if not seconds > 0:
+        raise InputError(f"{name}: max_seconds must be positive, got {seconds}")
+    return float(seconds)
 
 
 def _mmss(seconds: float) -> str:

@@ -274,10 +274,11 @@ def test_close_drops_every_widget(webm: bytes) -> None:
     """What ``mic.close()`` promises in the README: no widget (hence no take) left to save."""
     mic = Recorder("mic")
     browser_take(mic, webm)
+    mic.start()  # closing mid-take stops it; `mic` keeps meaning the last take that arrived
     parts = [mic._player, mic._upload, mic._button, mic._status, mic._webrtc, mic._stream]
     assert all(w.comm is not None for w in parts)
     mic.close()
-    assert all(w.comm is None for w in parts)
+    assert all(w.comm is None for w in parts) and not mic.recording
     assert mic._as_audio_clip_() is mic.takes[0], "the takes stay usable from Python"
 
 
