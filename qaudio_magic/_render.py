@@ -58,8 +58,13 @@ def bundle(
     footer: str,
     status: str | None = None,
     metadata: dict[str, Any] | None = None,
+    segments: Sequence[str] = (),
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """Mime bundle (text/html + text/plain) and metadata for one answer."""
+    """Mime bundle (text/html + text/plain) and metadata for one answer.
+
+    ``segments``: labels of the times the answer mentions (made from parsed numbers, e.g.
+    ``1.53–1.87 s``), listed as text so they survive where the player cannot render.
+    """
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
     head = f"🔊 {esc(clips_line)}" if clips_line else "💬 follow-up"
@@ -71,6 +76,8 @@ def bundle(
     parts.append(f'<div class="qaudio-body">{body}</div>')
     if status:
         parts.append(f'<div class="qaudio-note">{esc(status)}</div>')
+    if segments:
+        parts.append(f'<div class="qaudio-meta">⏱ times: {esc(", ".join(segments))}</div>')
     if footer:
         parts.append(f'<div class="qaudio-meta">{esc(footer)}</div>')
     parts.append("</div>")
@@ -82,6 +89,8 @@ def bundle(
     plain.append(text or "…")
     if status:
         plain.append(status)
+    if segments:
+        plain.append(f"⏱ times: {', '.join(segments)}")
     if footer:
         plain.append(f"-- {footer}")
     data = {"text/html": "".join(parts), "text/plain": "\n".join(plain)}

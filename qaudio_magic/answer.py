@@ -8,6 +8,7 @@ from typing import Any
 from ._render import bundle
 from .backends.base import Usage
 from .clip import AudioClip
+from .segments import Segment
 
 __all__ = ["Answer"]
 
@@ -29,6 +30,8 @@ class Answer:
     estimated_audio_tokens: int = 0  # 25/s, minimum 25 per clip, history included
     notes: tuple[str, ...] = ()
     finish_reason: str | None = None
+    # Times the answer mentions, relative to the clip they refer to (see segments.py)
+    segments: tuple[Segment, ...] = ()
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
 
     def __str__(self) -> str:
@@ -68,6 +71,7 @@ class Answer:
             "conversation": self.conversation,
             "usage": self.usage.as_dict() if self.usage else None,
             "clips": [c.describe() for c in self.clips],
+            "segments": [[s.start, s.end] for s in self.segments],
         }
 
     def _repr_mimebundle_(
@@ -80,6 +84,7 @@ class Answer:
             notes=self.notes,
             footer=self.footer(),
             metadata=self.metadata(),
+            segments=[s.label() for s in self.segments],
         )
         data["text/markdown"] = _inert_markdown(self.text)
         return data, md

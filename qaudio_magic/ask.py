@@ -29,6 +29,7 @@ from .backends.base import (
 from .clip import resolve_sources
 from .conversation import Conversation, Turn, estimate_text_tokens
 from .errors import InputError, Interrupted, QAudioError
+from .segments import find_segments
 from .session import Session, get_session
 from .view import AnswerView, display_mode
 
@@ -114,6 +115,8 @@ def ask_audio(
     assert completion is not None
     latency = time.perf_counter() - started
     text = "".join(text_parts)
+    ref = _time_reference(prepared, messages)
+    segments = find_segments(text, duration=ref.seconds, offset=ref.start) if ref else []
 
     turn = Turn(
         clips=tuple(clips),
@@ -140,9 +143,10 @@ def ask_audio(
         ),
         notes=tuple(notes),
         finish_reason=completion.finish_reason,
+        segments=tuple(segments),
     )
     if view is not None:
-        view.finish(answer.footer(), answer.metadata())
+        view.finish(answer.footer(), answer.metadata(), segments=answer.segments, reference=ref)
         if view.mode == "rich":
             answer._shown_in = _execution_count()
     return answer
@@ -202,6 +206,19 @@ def _user(items: Sequence[PreparedAudio], question: str | None) -> Message:
     if question:
         parts.append(TextPart(question))
     return Message("user", tuple(parts))
+
+
+def _time_reference(
+    prepared: Sequence[PreparedAudio], messages: Sequence[Message]
+) -> PreparedAudio | None:
+    """The audio an answer's times refer to: the turn's only clip; for a follow-up, the
+    last clip sent in the history. None when several clips make the times ambiguous."""
+    if prepared:
+        return prepared[0] if len(prepared) == 1 else None
+    for message in reversed(messages):
+        if message.role == "user" and message.audio:
+            return message.audio[0] if len(message.audio) == 1 else None
+    return None
 
 
 def _cut_note(p: PreparedAudio, limits: Limits) -> str:

@@ -137,6 +137,12 @@ class QAudioMagic(Magics):
         help="model parameters: temperature, top_p, top_k, max_tokens, seed, ...",
     )
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
+    @argument(
+        "--selection",
+        action="store_true",
+        help="ask about the region selected (dragged) on a waveform player: the most recent "
+        "selection that still stands, on any player (instead of SOURCE)",
+    )
     def qaudio(self, line: str, cell: str | None = None) -> Any:
         """Ask Qwen-Audio about audio: the cell body is the question.
 
@@ -165,6 +171,12 @@ class QAudioMagic(Magics):
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%qaudio?)") from None
         sources = [self._source(token) for token in args.sources]
+        if args.selection:
+            if sources:
+                raise UsageError("--selection asks about the selected region: give no SOURCE")
+            from .player import selected_player
+
+            sources = [selected_player().selection_clip]
         params = _parse_params([kv for group in args.param for kv in group])
         return ask_audio(
             sources or None,

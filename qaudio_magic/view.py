@@ -1,10 +1,13 @@
 """AnswerView: what the user sees while and after an answer streams in.
 
-In a notebook: one player per clip of the turn (an ipywidgets ``Audio``, autoplay and
-loop off), then the answer as one display that is updated in place as text arrives,
-then a footer. Both outputs carry plain-text fallbacks, so a notebook saved with default
-settings (no widget state) still says which clip the answer is about and holds no
-audio bytes. In a terminal the text is printed as it arrives.
+In a notebook: one waveform player per clip of the turn (:mod:`qaudio_magic.player`;
+it never autoplays), then the answer as one display that is updated in place as text
+arrives, then a footer. When the answer is complete, the times it mentions become
+segments on the player of the clip they refer to (for a follow-up, a player for the
+conversation's clip is shown under the answer). Every output carries a plain-text
+fallback listing those times, so a notebook saved with default settings (no widget
+state) still says which clip the answer is about and where, and holds no audio bytes.
+In a terminal the text is printed as it arrives.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from . import _codec
 from ._prepare import PreparedAudio
 from ._render import bundle
+from .segments import Segment
 
 __all__ = ["AnswerView", "display_mode", "make_player"]
 
@@ -46,13 +50,10 @@ def display_mode() -> str | None:
 
 
 def make_player(audio: PreparedAudio) -> Any:
-    """An audio player widget for what was sent (the window, not the whole source)."""
-    import ipywidgets as widgets
+    """The waveform player for what was sent (the window, not the whole source)."""
+    from .player import Player
 
-    if audio.url is not None and audio.url.startswith(("http://", "https://")):
-        return widgets.Audio.from_url(audio.url, autoplay=False, loop=False)
-    data, fmt = _playable(audio)
-    return widgets.Audio(value=data, format=fmt, autoplay=False, loop=False)
+    return Player.from_prepared(audio)  # its bytes come from _playable below
 
 
 def _playable(audio: PreparedAudio) -> tuple[bytes, str]:
@@ -88,6 +89,9 @@ class AnswerView:
         self._last_render = 0.0
         self._dirty = False
         self.players: list[Any] = []
+        self._player_handles: list[Any] = []
+        self._after: list[Any] = []  # players shown under the answer (follow-ups)
+        self.segments: list[Segment] = []
 
     @property
     def clips_line(self) -> str:
@@ -104,12 +108,7 @@ class AnswerView:
         for audio in self.audio:
             player = make_player(audio)
             self.players.append(player)
-            bundle_ = player._repr_mimebundle_() if hasattr(player, "_repr_mimebundle_") else {}
-            if isinstance(bundle_, tuple):
-                bundle_ = bundle_[0]
-            data = dict(bundle_ or {})
-            data["text/plain"] = f"▶ {_sent_label(audio)} (audio player; run the cell to listen)"
-            display(data, raw=True)
+            self._player_handles.append(display(player, display_id=True))
         data, md = self._bundle(footer="", status=None)
         self._handle = display(data, metadata=md, raw=True, display_id=True)
 
@@ -127,8 +126,32 @@ class AnswerView:
         self._render(footer="", status=None)
         self._last_render = now
 
-    def finish(self, footer: str, metadata: dict[str, Any]) -> None:
+    def finish(
+        self,
+        footer: str,
+        metadata: dict[str, Any],
+        *,
+        segments: Sequence[Segment] = (),
+        reference: PreparedAudio | None = None,
+    ) -> None:
+        """The complete answer; ``segments`` (times it mentions) go on ``reference``'s player."""
+        self.segments = list(segments)
+        if self.mode == "rich" and self.segments and reference is not None:
+            self._show_segments(reference)
         self._final(footer, None, metadata)
+
+    def _show_segments(self, reference: PreparedAudio) -> None:
+        for audio, player, handle in zip(
+            self.audio, self.players, self._player_handles, strict=False
+        ):
+            if audio is reference:
+                player.segments = self.segments
+                handle.update(player)  # the plain-text fallback now lists the times
+                return
+        player = make_player(reference)  # a follow-up: the conversation's clip, under the answer
+        player.segments = self.segments
+        self.players.append(player)
+        self._after.append(player)
 
     def fail(self, status: str, metadata: dict[str, Any] | None = None) -> None:
         """Keep whatever text arrived, marked incomplete with the reason."""
@@ -137,10 +160,17 @@ class AnswerView:
     # ------------------------------------------------------------------ internals
     def _final(self, footer: str, status: str | None, metadata: dict[str, Any]) -> None:
         if self.mode == "plain":
-            tail = [t for t in (status, f"-- {footer}" if footer else "") if t]
+            times = ", ".join(s.label() for s in self.segments)
+            tail = [
+                t for t in (status, times and f"⏱ times: {times}", footer and f"-- {footer}") if t
+            ]
             print("", *tail, sep="\n", flush=True)
             return
         self._render(footer=footer, status=status, metadata=metadata)
+        if self._after:
+            from IPython.display import display
+
+            display(*self._after)
 
     def _bundle(
         self, footer: str, status: str | None, metadata: dict[str, Any] | None = None
@@ -153,6 +183,7 @@ class AnswerView:
             footer=footer,
             status=status,
             metadata=metadata or {"status": "streaming"},
+            segments=[s.label() for s in self.segments],
         )
 
     def _render(

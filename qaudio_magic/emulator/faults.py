@@ -10,6 +10,7 @@ request header, the ``--fault`` command-line flag, and :meth:`Emulator.add_fault
     error_after=2;code=DataInspectionFailed;status=400      an ``event:error`` frame mid-stream
     malformed=1                                             a body that is not JSON
     sse_as_json=1;status=400                                an SSE error body labelled JSON
+    sse_error=1;status=400                                  an SSE error body labelled event-stream
     slow_upload=2                                           the OSS form POST takes 2 s
     rate=0.1;seed=7                                         apply to 10% of requests (random)
     times=2                                                 apply to the next 2 requests only
@@ -38,6 +39,7 @@ class Fault:
     error_after: int = -1  # send event:error after this many events
     malformed: bool = False
     sse_as_json: bool = False
+    sse_error: bool = False
     slow_upload: float = 0.0
     rate: float = 1.0
     times: int = 0  # 0: unlimited
@@ -56,7 +58,9 @@ class Fault:
 
     @property
     def is_error(self) -> bool:
-        return bool(self.status) and self.error_after < 0 and not self.sse_as_json
+        return (
+            bool(self.status) and self.error_after < 0 and not (self.sse_as_json or self.sse_error)
+        )
 
 
 _DEFAULT_CODES = {
@@ -78,7 +82,7 @@ def parse_fault(text: str) -> Fault:
     """A Fault from ``key=value;key=value`` (unknown keys raise ValueError)."""
     kinds = {f.name: f.type for f in fields(Fault)}
     values: dict[str, object] = {}
-    for item in filter(None, (p.strip() for p in text.replace(",", ";").split(";"))):
+    for item in filter(None, (p.strip() for p in text.split(";"))):
         key, _, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if key not in kinds:

@@ -153,8 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.frames is None:
             self._send_body(reply, fault)
             return
-        if fault.sse_as_json:
-            self._send_sse_as_json(reply, fault)
+        if fault.sse_as_json or fault.sse_error:
+            self._send_sse_error(reply, fault)
             return
         self.send_response(reply.status)
         self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
@@ -213,6 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _send_body(self, reply: Reply, fault: Fault) -> None:
+        if fault.sse_as_json or fault.sse_error:
+            self._send_sse_error(reply, fault)
+            return
         if isinstance(reply.body, bytes):
             payload, ctype = (
                 reply.body,
@@ -234,8 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
-    def _send_sse_as_json(self, reply: Reply, fault: Fault) -> None:
-        """A 4xx whose body is SSE frames while Content-Type says JSON (seen in the wild)."""
+    def _send_sse_error(self, reply: Reply, fault: Fault) -> None:
+        """A 4xx whose body is SSE frames, labelled JSON (seen in the wild) or event-stream."""
         status = fault.status or 400
         code, message = default_error(status)
         frame = Frame(
@@ -249,7 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         payload = self._frame_bytes(reply, frame, 1, Fault())
         self.send_response(status)
-        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        ctype = "application/json" if fault.sse_as_json else "text/event-stream"
+        self.send_header("Content-Type", f"{ctype};charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -277,6 +281,11 @@ class EmulatorServer(ThreadingHTTPServer):
         self.requests: list[RecordedRequest] = []
         self._keep = keep
         self._lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connections broken on purpose (reset faults) or by clients are not news."""
+        if self.verbose:
+            super().handle_error(request, client_address)
 
     def add_route(self, method: str, prefix: str, route: Route) -> None:
         self.routes.append((method, prefix, route))

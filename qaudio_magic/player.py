@@ -1,0 +1,504 @@
+"""The waveform player: the clip an answer is about, with its time mentions one click away.
+
+An anywidget ``AnyWidget`` whose ESM and CSS ship in ``static/`` (no CDN; works offline).
+What crosses to the browser, and why it stays small:
+
+* **peaks**: min/max pairs as int8, at most ``BINS`` of them (4 KB), computed here in one
+  streaming decode pass with bounded memory — never the samples, so a 30-minute clip
+  draws as fast as a 3-second one;
+* **the audio bytes, once per clip**: they live in a separate model (``_AudioData``)
+  shared by every player of the same audio, so re-displaying a player, changing its
+  segments or asking about the same clip again sends no audio;
+* **segments** as numbers. Chips and highlighted regions are built in the browser from
+  those numbers with ``textContent``; model text never becomes markup.
+
+Python gets back ``selection``: the ``(start, end)`` dragged on the waveform, in seconds
+of this player's clip; ``selection_clip`` is that window as an :class:`AudioClip`, ready for
+``ask_audio``. ``%%qaudio --selection`` asks about the selection made most recently on any
+player (see :func:`selected_player`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import ipywidgets
+import numpy as np
+import traitlets
+
+from . import _codec
+from .clip import AudioClip
+from .errors import AudioDecodeError, InputError
+from .segments import Segment, find_segments, format_time
+
+if TYPE_CHECKING:
+    from ._prepare import PreparedAudio
+
+__all__ = ["BINS", "MAX_INLINE_BYTES", "Player", "compute_peaks", "selected_player"]
+
+BINS = 2000  # waveform columns sent to the browser (min and max, one byte each)
+MAX_INLINE_BYTES = 64 * 1024 * 1024  # audio bigger than this is re-encoded before sending
+_STATIC = Path(__file__).parent / "static"
+
+# (container, codec) pairs every current browser plays; the rest is re-encoded to WAV/Opus.
+_BROWSER: dict[tuple[str, str], str] = {
+    **{("wav", c): "audio/wav" for c in ("pcm_s16le", "pcm_u8", "pcm_s24le", "pcm_f32le")},
+    ("mp3", "mp3"): "audio/mpeg",
+    ("mov", "aac"): "audio/mp4",
+    ("aac", "aac"): "audio/aac",
+    ("flac", "flac"): "audio/flac",
+    ("ogg", "vorbis"): "audio/ogg",
+    ("ogg", "opus"): "audio/ogg",
+    ("matroska", "opus"): "audio/webm",
+    ("matroska", "vorbis"): "audio/webm",
+}
+
+
+# ---------------------------------------------------------------------- peaks
+class _Envelope:
+    """Streaming min/max envelope with bounded memory.
+
+    Starts with 1 ms hops; whenever more than ``4 * bins`` hops pile up, neighbours are
+    merged and the hop doubles, so memory stays O(bins) whatever the length. Hops are
+    always taken in even numbers so a merge never straddles a boundary.
+    """
+
+    _BATCH = 1 << 16  # samples gathered before one vectorised step
+
+    def __init__(self, rate: int, bins: int) -> None:
+        self.rate, self.bins = rate, bins
+        self.hop = max(1, rate // 1000)
+        self.lo: list[np.ndarray] = []
+        self.hi: list[np.ndarray] = []
+        self.count = 0
+        self.pending: list[np.ndarray] = []
+        self.npending = 0
+        self.samples = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        samples = samples.reshape(-1)
+        self.pending.append(samples)
+        self.npending += len(samples)
+        self.samples += len(samples)
+        if self.npending >= self._BATCH:
+            self._step(final=False)
+
+    def _step(self, final: bool) -> None:
+        x = np.concatenate(self.pending) if self.pending else np.zeros(0, np.float32)
+        n = len(x) // self.hop
+        if not final and (self.count + n) % 2:
+            n -= 1
+        used = n * self.hop
+        if n:
+            frames = x[:used].reshape(n, self.hop)
+            self.lo.append(frames.min(axis=1))
+            self.hi.append(frames.max(axis=1))
+            self.count += n
+        rest = x[used:]
+        if final and len(rest):
+            self.lo.append(rest.min(keepdims=True))
+            self.hi.append(rest.max(keepdims=True))
+            self.count += 1
+            rest = rest[:0]
+        self.pending, self.npending = ([rest] if len(rest) else []), len(rest)
+        while not final and self.count > 4 * self.bins and self.count % 2 == 0:
+            lo, hi = np.concatenate(self.lo), np.concatenate(self.hi)
+            self.lo = [np.minimum(lo[0::2], lo[1::2])]
+            self.hi = [np.maximum(hi[0::2], hi[1::2])]
+            self.count //= 2
+            self.hop *= 2
+
+    def finish(self) -> bytes:
+        """Interleaved int8 (min, max) pairs, at most ``bins``, scaled to the loudest."""
+        self._step(final=True)
+        if not self.count:
+            return b""
+        lo, hi = np.concatenate(self.lo), np.concatenate(self.hi)
+        if len(lo) > self.bins:
+            edges = np.linspace(0, len(lo), self.bins + 1).astype(np.int64)[:-1]
+            lo, hi = np.minimum.reduceat(lo, edges), np.maximum.reduceat(hi, edges)
+        scale = float(max(np.abs(lo).max(), np.abs(hi).max())) or 1.0
+        pairs = np.stack([lo, hi], axis=1) / scale * 127.0
+        return np.clip(np.round(pairs), -127, 127).astype(np.int8).tobytes()
+
+
+def compute_peaks(blocks: Iterable[np.ndarray], rate: int, bins: int = BINS) -> tuple[bytes, float]:
+    """Peaks of mono PCM ``blocks`` at ``rate``: (int8 min/max pairs, seconds)."""
+    env = _Envelope(rate, bins)
+    for block in blocks:
+        env.add(block)
+    return env.finish(), env.samples / rate
+
+
+def _window_blocks(
+    blocks: Iterator[np.ndarray],
+    start: float,
+    end: float | None,
+    *,
+    rate: int | None = None,
+    log: _codec.DecodeLog | None = None,
+) -> Iterator[np.ndarray]:
+    """Mono samples of ``[start, end)`` seconds out of a decode stream.
+
+    ``rate``: the stream's sample rate; None reads the native rate from ``log``, which
+    the decoder fills in on the first frame.
+    """
+    pos = 0
+    for block in blocks:
+        x = block[0]
+        r = rate or (log.rate if log is not None else 0)
+        first, last = round(start * r), None if end is None else round(end * r)
+        lo = max(first - pos, 0)
+        hi = len(x) if last is None else min(last - pos, len(x))
+        pos += len(x)
+        if hi > lo:
+            yield x[lo:hi]
+        if last is not None and pos >= last:
+            break
+
+
+def _clip_peaks(clip: AudioClip) -> tuple[bytes, float, _codec.DecodeLog]:
+    """One decode pass over the clip's window at its native rate: peaks, seconds, format."""
+    log = _codec.DecodeLog()
+    stream = _codec.iter_pcm(clip._src(), name=clip.name, rate=None, mono=True, log=log)
+    first = next(stream, None)
+    if first is None:
+        raise AudioDecodeError(f"{clip.name}: no audio could be decoded (empty or corrupt stream)")
+
+    blocks = _window_blocks(_chain(first, stream), clip.start, clip.end, log=log)
+    peaks, seconds = compute_peaks(blocks, log.rate)
+    return peaks, seconds, log
+
+
+# ---------------------------------------------------------------------- audio for the browser
+class _AudioData(ipywidgets.Widget):  # type: ignore[misc]
+    """The audio bytes of one clip, as their own model: sent once, shared by players."""
+
+    value = ipywidgets.trait_types.CByteMemoryView(b"").tag(sync=True)
+    mime = traitlets.Unicode("audio/wav").tag(sync=True)
+    peaks: tuple[bytes, float] | None = None  # kernel-side only: computed once per clip
+
+
+_AUDIO: OrderedDict[tuple[object, ...], _AudioData] = OrderedDict()
+_AUDIO_ITEMS = 32
+
+
+def _audio_model(
+    key: tuple[object, ...], build: Callable[[], tuple[bytes, str, tuple[bytes, float]]]
+) -> _AudioData:
+    """The shared audio model for ``key``; ``build() -> (bytes, mime, peaks)`` runs once."""
+    hit = _AUDIO.get(key)
+    if hit is not None and hit.comm is not None and hit.peaks is not None:
+        _AUDIO.move_to_end(key)
+        return hit
+    data, mime, peaks = build()
+    model = _AudioData(value=data, mime=mime)
+    model.peaks = peaks
+    _AUDIO[key] = model
+    while len(_AUDIO) > _AUDIO_ITEMS:
+        _AUDIO.popitem(last=False)  # still alive in the players that use it
+    return model
+
+
+def _browser_audio(clip: AudioClip, log: _codec.DecodeLog, seconds: float) -> tuple[bytes, str]:
+    """Bytes a browser plays for the clip's window: the file itself when possible."""
+    mime = _BROWSER.get((log.container, log.codec))
+    if mime and not clip.is_windowed:
+        size = clip.path.stat().st_size if clip.path is not None else len(clip.payload or b"")
+        if size <= MAX_INLINE_BYTES:
+            return clip.read_bytes(), mime
+    return _reencode(clip, seconds)
+
+
+def _reencode(clip: AudioClip, seconds: float) -> tuple[bytes, str]:
+    """16 kHz mono WAV (exact, fast) or, when that would be too big, Opus in WebM."""
+    rate = _codec.TARGET_RATE
+    if seconds * rate * 2 + 44 <= MAX_INLINE_BYTES:
+        pcm = _codec.decode(clip._src(), start=clip.start, end=clip.end, name=clip.name)
+        return _codec.encode(pcm, rate, "wav"), "audio/wav"
+    return _opus(clip), "audio/webm"
+
+
+def _opus(clip: AudioClip) -> bytes:
+    """Streamed Opus encode (24 kb/s): bounded memory for clips of any length."""
+    import io
+
+    import av
+
+    blocks = _codec.iter_pcm(clip._src(), name=clip.name, rate=_codec.TARGET_RATE)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="webm") as out:
+        stream = out.add_stream("libopus", rate=_codec.TARGET_RATE, layout="mono")
+        stream.bit_rate = 24_000
+        for x in _window_blocks(blocks, clip.start, clip.end, rate=_codec.TARGET_RATE):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(x[None, :]), format="flt", layout="mono"
+            )
+            frame.sample_rate = _codec.TARGET_RATE
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+@dataclass
+class _Media:
+    """Everything a player shows about its audio, computed once."""
+
+    clip: AudioClip | None
+    audio: _AudioData | None
+    src: str
+    peaks: bytes
+    duration: float
+    offset: float  # where the player's 0 s lies in the source
+    label: str
+    note: str = ""
+
+
+def _media_for_clip(clip: AudioClip) -> _Media:
+    if clip.is_remote:
+        return _remote_media(clip, clip.location or "", clip.start, clip.duration)
+
+    def build() -> tuple[bytes, str, tuple[bytes, float]]:
+        peaks, seconds, log = _clip_peaks(clip)
+        data, mime = _browser_audio(clip, log, seconds)
+        return data, mime, (peaks, seconds)
+
+    audio = _audio_model(("clip", clip.sha256, clip.start, clip.end), build)
+    peaks, seconds = audio.peaks or (b"", 0.0)
+    return _Media(clip, audio, "", peaks, seconds, clip.start, _clip_label(clip, seconds))
+
+
+def _media_for_prepared(prepared: PreparedAudio) -> _Media:
+    """What was sent (the window, cut to the model's limit) is what the player plays.
+
+    The bytes come from the view's ``_playable`` (as sent when a browser plays them, else
+    16 kHz WAV); the peaks from decoding exactly those bytes. Both are kept with the shared
+    audio model, so asking about the same clip again decodes and sends nothing.
+    """
+    from .view import _playable, _sent_label
+
+    clip = prepared.clip
+    label = _sent_label(prepared)
+    if prepared.data is None and prepared.pcm is None:
+        return _remote_media(clip, prepared.url or "", prepared.start, prepared.seconds, label)
+
+    def build() -> tuple[bytes, str, tuple[bytes, float]]:
+        data, fmt = _playable(prepared)
+        log = _codec.DecodeLog()
+        blocks = _codec.iter_pcm(data, name=clip.name, rate=None, log=log)
+        first = next(blocks, None)
+        if first is None:
+            raise AudioDecodeError(f"{clip.name}: no audio could be decoded")
+        return data, f"audio/{fmt}", compute_peaks(_chain(first, blocks), log.rate)
+
+    key = ("sent", clip.sha256, prepared.start, prepared.seconds, prepared.format)
+    audio = _audio_model(key, build)
+    peaks, seconds = audio.peaks or (b"", 0.0)
+    return _Media(clip, audio, "", peaks, prepared.seconds or seconds, prepared.start, label)
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def _remote_media(
+    clip: AudioClip, url: str, start: float, seconds: float | None, label: str | None = None
+) -> _Media:
+    playable = url.lower().startswith(("http://", "https://"))
+    note = "" if playable else "this audio cannot be played in the browser (not an http(s) URL)"
+    return _Media(
+        clip, None, url if playable else "", b"", seconds or 0.0, start, label or clip.label(), note
+    )
+
+
+def _clip_label(clip: AudioClip, seconds: float) -> str:
+    """Like ``clip.label()`` but from the decoded length (no second decode for a probe)."""
+    text = clip.name
+    if clip.is_windowed:
+        text += f" [{format_time(clip.start)}–{format_time(clip.start + seconds)}]"
+    return f"{text} · {seconds:.1f} s"
+
+
+# ---------------------------------------------------------------------- the widget
+_selected: list[weakref.ref[Player]] = []
+
+
+class Player(anywidget.AnyWidget):  # type: ignore[misc]
+    """A waveform player for one clip, with clickable segments and a draggable selection.
+
+    ``Player(source, segments=..., text=...)``: ``source`` is anything ``ask_audio``
+    takes (path, bytes, AudioClip ...); ``segments`` are :class:`Segment` objects or
+    ``(start, end)`` pairs in seconds of the clip (``end`` None: a point); ``text``
+    (an answer) is searched for time mentions instead. It never autoplays.
+    """
+
+    _esm = _STATIC / "player.js"
+    _css = _STATIC / "player.css"
+
+    peaks = traitlets.Bytes(b"").tag(sync=True)
+    duration = traitlets.Float(0.0).tag(sync=True)
+    audio = traitlets.Instance(_AudioData, allow_none=True).tag(
+        sync=True, **ipywidgets.widget_serialization
+    )
+    src = traitlets.Unicode("").tag(sync=True)
+    label = traitlets.Unicode("").tag(sync=True)
+    note = traitlets.Unicode("").tag(sync=True)
+    segments: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    selection = traitlets.Any(None, allow_none=True).tag(sync=True)
+    point_seconds = traitlets.Float(2.0, help="how long a click on a point in time plays").tag(
+        sync=True
+    )
+
+    def __init__(
+        self,
+        source: object = None,
+        *,
+        segments: Iterable[Segment | Sequence[float | None] | dict[str, Any]] = (),
+        text: str | None = None,
+        _media: _Media | None = None,
+        **kwargs: Any,
+    ) -> None:
+        media = _media
+        if media is None and source is not None:
+            media = _media_for_clip(AudioClip.from_source(source))
+        self.clip: AudioClip | None = media.clip if media else None
+        self.offset = media.offset if media else 0.0
+        if media is not None:
+            kwargs.update(
+                audio=media.audio,
+                src=media.src,
+                peaks=media.peaks,
+                duration=media.duration,
+                label=media.label,
+                note=media.note,
+            )
+        super().__init__(**kwargs)
+        if text is not None:
+            segments = find_segments(text, duration=self.duration or None, offset=self.offset)
+        self.segments = list(segments)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_prepared(cls, audio: PreparedAudio, **kwargs: Any) -> Player:
+        """The player of an answer view: plays exactly what was sent to the model."""
+        return cls(_media=_media_for_prepared(audio), **kwargs)
+
+    # ------------------------------------------------------------------ traits
+    @traitlets.validate("segments")
+    def _valid_segments(self, proposal: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for item in proposal["value"]:
+            seg = _as_segment(item, self.offset)
+            if self.duration and seg.start >= self.duration:
+                continue  # beyond the clip: never shown as a link
+            if self.duration and seg.end is not None and seg.end > self.duration:
+                seg = replace(seg, end=self.duration)
+            out.append({"start": seg.start, "end": seg.end, "label": seg.label(), "text": seg.text})
+        return out
+
+    @traitlets.validate("selection")
+    def _valid_selection(self, proposal: Any) -> tuple[float, float] | None:
+        value = proposal["value"]
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            return None
+        try:
+            lo, hi = sorted(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise traitlets.TraitError(
+                f"selection must be (start, end) in seconds, got {value!r}"
+            ) from None
+        lo = max(lo, 0.0)
+        if self.duration:
+            hi = min(hi, self.duration)
+        if hi - lo < 0.01:
+            return None
+        return (round(lo, 3), round(hi, 3))
+
+    @traitlets.observe("selection")
+    def _remember_selection(self, change: Any) -> None:
+        _selected[:] = [r for r in _selected if r() is not None and r() is not self]
+        if change["new"] is not None:
+            _selected.append(weakref.ref(self))
+
+    # ------------------------------------------------------------------ python side
+    @property
+    def selection_clip(self) -> AudioClip:
+        """The selected region as a clip (a window of this player's clip)."""
+        if self.selection is None:
+            raise InputError(f"{self.label}: nothing selected (drag on the waveform to select)")
+        if self.clip is None or self.clip.is_remote:
+            raise InputError(f"{self.label}: a selection of remote audio cannot be cut here")
+        lo, hi = self.selection
+        # The selection is already within the decoded length, so the window is built
+        # directly: ``clip.window_of`` would decode a long source again just to check it.
+        return replace(self.clip, start=self.offset + lo, end=self.offset + hi)
+
+    def _as_audio_clip_(self) -> AudioClip:
+        """A player used as a source stands for its whole clip (``selection_clip``: the part)."""
+        if self.clip is None:
+            raise InputError("this player holds no audio")
+        return self.clip
+
+    def plain_text(self) -> str:
+        """What a notebook shows where the widget cannot render (terminal, GitHub)."""
+        text = f"▶ {self.label} (audio player; run the cell to listen)"
+        if self.segments:
+            text += "\n⏱ times: " + ", ".join(s["label"] for s in self.segments)
+        return text
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        data = {**data, "text/plain": self.plain_text()}
+        return data, metadata
+
+    def __repr__(self) -> str:
+        bits = [repr(self.label), f"{self.duration:.1f} s"]
+        if self.segments:
+            bits.append(f"segments=[{', '.join(s['label'] for s in self.segments)}]")
+        if self.selection is not None:
+            bits.append(f"selection={self.selection}")
+        return f"Player({', '.join(bits)})"
+
+
+def _as_segment(item: object, offset: float) -> Segment:
+    if isinstance(item, Segment):
+        return item
+    if isinstance(item, dict):
+        start, end = item.get("start"), item.get("end")
+    elif isinstance(item, (list, tuple)) and len(item) in (1, 2):
+        start, end = item[0], item[1] if len(item) == 2 else None
+    else:
+        raise traitlets.TraitError(f"a segment is (start, end) in seconds, got {item!r}")
+    try:
+        lo = float(start)  # type: ignore[arg-type]
+        hi = None if end is None else float(end)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise traitlets.TraitError(f"a segment is (start, end) in seconds, got {item!r}") from None
+    if lo < 0 or (hi is not None and hi <= lo):
+        raise traitlets.TraitError(f"a segment must have 0 <= start < end, got {item!r}")
+    text = format_time(lo) if hi is None else f"{format_time(lo)}–{format_time(hi)}"
+    return Segment(lo, hi, text, offset)
+
+
+def selected_player() -> Player:
+    """The player whose selection was made most recently and still stands.
+
+    This is what ``%%qaudio --selection`` asks about: drag on any waveform, then run the
+    cell. Clearing a selection falls back to the previous player that still has one.
+    """
+    for ref in reversed(_selected):
+        player = ref()
+        if player is not None and player.selection is not None:
+            return player
+    raise InputError("--selection: no player has a selection; drag on a waveform first")
