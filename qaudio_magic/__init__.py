@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         SourceError,
         TransportError,
     )
+    from .recorder import Recorder
 
 __all__ = [
     "APIError",
@@ -42,6 +43,7 @@ __all__ = [
     "Interrupted",
     "MissingKeyError",
     "QAudioError",
+    "Recorder",
     "SourceError",
     "TransportError",
     "ask_audio",
@@ -56,6 +58,7 @@ _LAZY = {
     "ask_audio": "ask",
     "AudioClip": "clip",
     "Conversation": "conversation",
+    "Recorder": "recorder",
     **dict.fromkeys(
         [
             "APIError",

@@ -46,6 +46,7 @@ Subcommands (line magic):
   %qaudio export FILE       save the current conversation as JSON (no audio, no key)
   %qaudio usage [--reset]   audio seconds and tokens spent per model; what the cache saved
   %qaudio cache [clear]     where the response cache is, how big, and its mode
+  %qaudio record [NAME] [--max SECONDS]  show a recorder; NAME (default mic) is its latest take
   %qaudio help              this text
 """
 
@@ -506,6 +507,38 @@ class QAudioMagic(Magics):
         conv = self.session.conversations.current
         Path(rest[0]).write_text(json.dumps(conv.to_dict(), ensure_ascii=False, indent=1))
         print(f"Saved '{conv.name}' ({len(conv)} turns) to {rest[0]} (no audio bytes, no key).")
+
+    def _cmd_record(self, rest: list[str]) -> None:
+        from IPython.display import display
+
+        from .recorder import Recorder
+
+        usage = "usage: %qaudio record [NAME] [--max SECONDS] (NAME: a variable name, default mic)"
+        names: list[str] = []
+        max_seconds: float | None = None
+        words = list(rest)
+        while words:
+            word = words.pop(0)
+            if word == "--max" and words:
+                try:
+                    max_seconds = float(words.pop(0))
+                    if not max_seconds > 0:
+                        raise ValueError
+                except ValueError:
+                    raise UsageError(usage) from None
+            elif word.isidentifier() and not names:
+                names.append(word)
+            else:
+                raise UsageError(usage)
+        name = names[0] if names else "mic"
+        ns = self.shell.user_ns if self.shell is not None else {}
+        recorder = ns.get(name)
+        if not isinstance(recorder, Recorder):
+            recorder = ns[name] = Recorder(name)
+        # else: re-running the cell shows the same recorder, earlier takes kept
+        if max_seconds is not None:
+            recorder.max_seconds = max_seconds
+        display(recorder)
 
 
 def _start_emulator(magic: QAudioMagic) -> str:
