@@ -265,3 +265,18 @@ def test_config_listing_never_shows_key(ip) -> None:
     with capture_output() as cap:
         ip.run_line_magic("config", "QAudioMagic")
     assert "model" in cap.stdout and TEST_KEY not in cap.stdout
+
+
+def test_failed_new_conversation_leaves_the_user_where_they_were(
+    ip, emu: Emulator, audio: Path
+) -> None:
+    from qaudio_magic.session import get_session
+
+    ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "First")
+    convs = get_session().conversations
+    emu.add_fault("status=500;times=1")
+    with pytest.raises(UsageError, match="InternalError"):
+        ip.run_cell_magic("qaudio", f"{audio / 'tone_440hz_3s.wav'} --new -c fresh", "Q")
+    assert convs.current.name == "default" and "fresh" not in convs and len(convs.current) == 1
+    ip.run_cell_magic("qaudio", f"{audio / 'tone_440hz_3s.wav'} --new -c fresh", "Q")
+    assert convs.current.name == "fresh" and len(convs.current) == 1
