@@ -26,6 +26,7 @@ whether a base URL has it.
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import ipaddress
 import json
@@ -72,6 +73,7 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=32)  # asked on every question; parsing an IP costs ~15 µs
 def upload_available(base_url: str) -> bool:
     """Whether ``base_url`` offers the temporary store: Beijing over https, or a loopback emulator."""
     parts = urlsplit(base_url)

@@ -41,7 +41,7 @@ from .._secret import Secret
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
 from ..models import lookup, served_name
 from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
-from ._sse import SSEEvent, iter_events, looks_like_sse, parse_events
+from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
 
 __all__ = ["Dialect", "OpenAICompatBackend"]
@@ -232,7 +232,7 @@ class OpenAICompatBackend:
                     )
                 )
             yield from self._chunks(
-                iter_events(response.iter_lines()), _request_id(response.headers), deadline
+                response_events(response), _request_id(response.headers), deadline
             )
 
     def _chunks(
