@@ -59,3 +59,67 @@ def test_emulator_probes_the_same_bytes_once(
         with pytest.raises(_reply.ItemError, match="not supported"):
             _reply.decode_item("data:;base64,bm90IGF1ZGlv")  # "not audio"
     assert len(calls) == 2  # decoded once, refused twice
+
+
+def test_inline_body_is_what_json_dumps_writes() -> None:
+    """Cached base64 is spliced into the body; the bytes must be json.dumps' own."""
+    import json
+    import os
+
+    from qaudio_magic.backends import _inline
+
+    data, other = os.urandom(3000), os.urandom(10)
+    url = _inline.base64_text(data, "data:;base64,")
+    raw = _inline.base64_text(other)
+    assert _inline.base64_text(data, "data:;base64,") is url  # made once
+    body = {
+        "model": "qwen-audio-turbo-latest",
+        "parameters": {"seed": 1, "stop": ["é", '"\\'], "x": None, "y": 1.5, "z": True},
+        "input": {
+            "messages": [
+                {"role": "system", "content": [{"text": "说中文 \u2028 \n"}]},
+                {"role": "user", "content": [{"audio": url}, {"text": "Q1"}]},
+                {"role": "assistant", "content": [{"text": "A1"}]},
+                {"role": "user", "content": ({"audio": url}, {"audio": raw}, {"text": "Q2"})},
+            ]
+        },
+    }
+    expected = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    assert _inline.dumps(body) == expected
+    assert _inline.dumps({"a": "plain", "b": [1, 2]}) == b'{"a":"plain","b":[1,2]}'
+    with pytest.raises(ValueError, match="escaping"):
+        _inline.base64_text(data, 'data:"')
+
+
+def test_inline_audio_is_encoded_once_per_clip_and_window(
+    session, emu: Emulator, audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without uploads every turn re-sends the history inline: each clip's base64 is made
+    once, and a different window of the clip is a different clip on the wire."""
+    import base64
+    import hashlib
+
+    from qaudio_magic import AudioClip
+    from qaudio_magic.backends import _inline
+
+    encoded: list[int] = []
+    real = base64.b64encode
+
+    def counting(data: bytes) -> bytes:
+        encoded.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(_inline.base64, "b64encode", counting)
+    session.configure(upload="never")
+    clip = AudioClip.from_source(audio / "speech_en.wav")
+    ask_audio(clip, "Q1", display=False)
+    ask_audio(None, "Q2", display=False)
+    ask_audio(clip[1:2], "Q3", display=False)
+    turns = emu.generation_requests()[-3:]
+    sent = [[a.sha256 for a in r.audio] for r in turns]
+    assert all(a.kind == "data" for r in turns for a in r.audio)
+    whole, window = sent[0][0], sent[2][-1]
+    assert sent[1] == [whole] and sent[2] == [whole, window] and window != whole
+    assert len(encoded) == 2  # the clip once, its window once; history reused
+    assert turns[2].audio[-1].duration == pytest.approx(1.0, abs=0.01)
+    assert hashlib.sha256(turns[2].audio[0].data or b"").hexdigest() == whole

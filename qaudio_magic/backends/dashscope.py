@@ -12,7 +12,6 @@ as the docs advise, so prepared audio is held to that).
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import time
@@ -27,6 +26,7 @@ from .._secret import Secret
 from ..errors import AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
 from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
+from ._inline import base64_text, dumps
 from ._sse import looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
@@ -133,7 +133,7 @@ class DashScopeBackend:
         body = self.build_body(request, values)
         headers = self.build_headers(request, key, body)
         url = self.base_url + GENERATION_PATH
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = dumps(body)
         deadline = time.monotonic() + self.timeouts.total
         try:
             if request.stream:
@@ -212,7 +212,7 @@ class DashScopeBackend:
                 f"(limit {INLINE_MAX_BYTES / 1e6:.0f} MB)",
                 hint="temporary uploads carry up to 10 MB: %config QAudioMagic.upload = 'auto'",
             )
-        return "data:;base64," + base64.b64encode(audio.data).decode("ascii")
+        return base64_text(audio.data, "data:;base64,")  # made once per clip, not per turn
 
     # ------------------------------------------------------------------ responses
     def _call(self, url: str, content: bytes, headers: dict[str, str]) -> Iterator[Event]:
