@@ -123,3 +123,41 @@ def test_inline_audio_is_encoded_once_per_clip_and_window(
     assert len(encoded) == 2  # the clip once, its window once; history reused
     assert turns[2].audio[-1].duration == pytest.approx(1.0, abs=0.01)
     assert hashlib.sha256(turns[2].audio[0].data or b"").hexdigest() == whole
+
+
+@pytest.mark.parametrize("knobs", ["", "token_rate=1000"])
+def test_emulator_keeps_one_chunk_per_frame_however_it_writes(emu: Emulator, knobs: str) -> None:
+    """An instant answer leaves in one write now; on the wire it is still one HTTP chunk
+    per SSE frame, as with a token rate (and as DashScope sends it)."""
+    import base64
+
+    import httpx
+
+    if knobs:
+        emu.add_fault(knobs + ";times=1")
+    wav = (Path(__file__).parents[1] / "notebooks" / "audio" / "speech_en.wav").read_bytes()
+    body = {
+        "model": "qwen-audio-turbo-latest",
+        "parameters": {"incremental_output": True},
+        "input": {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"audio": "data:;base64," + base64.b64encode(wav).decode()},
+                        {"text": "Q"},
+                    ],
+                }
+            ]
+        },
+    }
+    headers = {"Authorization": "Bearer sk-test", "X-DashScope-SSE": "enable"}
+    url = emu.base_url + "/services/aigc/multimodal-generation/generation"
+    with (
+        httpx.Client(trust_env=False) as client,
+        client.stream("POST", url, json=body, headers=headers) as response,
+    ):
+        chunks = list(response.iter_raw())
+    frames = [c for c in chunks if c.startswith(b"id:")]
+    assert len(frames) == len(chunks) > 10 and all(c.endswith(b"\n\n") for c in chunks)
+    assert b'"finish_reason": "stop"' in chunks[-1]

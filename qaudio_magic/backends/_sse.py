@@ -70,15 +70,15 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
             if chunk[-1:] == b"\r":
                 chunk, raw = chunk[:-1], b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if chunk[-1:] != b"\n":  # keep a partial last line for the next chunk
+        if not chunk.endswith(b"\n"):  # keep a partial last line for the next chunk
             cut = chunk.rfind(b"\n") + 1
             chunk, raw = chunk[:cut], chunk[cut:] + raw
             if not chunk:
                 continue
         piece = chunk.decode("utf-8", "replace")
         text = text + piece if text else piece
-        pos = 0
-        while True:
+        pos, size = 0, len(text)
+        while pos < size:
             m = _FRAME.match(text, pos)
             if m is not None:
                 i, event, status, data = m.groups()
@@ -94,7 +94,7 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
             if found is not None:
                 yield found
             pos = end + 2
-        text = text[pos:]
+        text = text[pos:] if pos < size else ""
     rest = text + raw.rstrip(b"\r").decode("utf-8", "replace").replace("\r", "\n")
     if rest.strip("\n"):  # a last event without its blank line (connection closed)
         found, ident = _block(rest.split("\n"), ident)
