@@ -161,3 +161,27 @@ def test_emulator_keeps_one_chunk_per_frame_however_it_writes(emu: Emulator, kno
     frames = [c for c in chunks if c.startswith(b"id:")]
     assert len(frames) == len(chunks) > 10 and all(c.endswith(b"\n\n") for c in chunks)
     assert b'"finish_reason": "stop"' in chunks[-1]
+
+
+def test_emulator_latency_includes_its_own_work(
+    session, emu: Emulator, audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``latency`` is the time before the response starts (faults.py): the emulator's
+    work on the request (here made slow on purpose) is part of it, not added to it."""
+    import time
+
+    from qaudio_magic.emulator import native
+
+    real = native.compose
+
+    def slow(*args: object) -> str:
+        time.sleep(0.5)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(native, "compose", slow)
+    ask_audio(audio / "speech_en.wav", "warm up", display=False)  # upload and decode first
+    emu.add_fault("latency=0.5;times=1")
+    started = time.perf_counter()
+    ask_audio(audio / "speech_en.wav", "Q", display=False, new=True)
+    took = time.perf_counter() - started
+    assert 0.45 < took < 0.85, f"{took:.2f} s: work and latency were added (1.0 s), not overlapped"

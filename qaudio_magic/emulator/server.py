@@ -106,13 +106,13 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        received = time.monotonic()
         headers = {k.lower(): v for k, v in self.headers.items()}
         record = RecordedRequest(self.command, split.path, parse_qs(split.query), headers, body)
         fault = self.server.faults.pick(split.path, headers.get("x-emulator-fault"))
         self.server.record(record)
-        if fault.latency:
-            time.sleep(fault.latency)
         if fault.reset:
+            time.sleep(fault.latency)
             self._reset()
             return
         route = self.server.route_for(self.command, split.path)
@@ -150,6 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
         record.status = reply.status
+        # `latency` is the time before the response starts: the work above is part of it,
+        # as a real service's own work is part of the latency its clients see.
+        time.sleep(max(0.0, fault.latency - (time.monotonic() - received)))
         try:
             self._send(reply, fault)
         except (BrokenPipeError, ConnectionResetError):
