@@ -142,3 +142,23 @@ def test_markup_in_answers_is_not_carried_into_labels() -> None:
     segs = find_segments(text, duration=6.0)
     assert [s.label() for s in segs] == ["1.5 s", "4 s"]
     assert all("<" not in s.label() for s in segs)
+
+
+def test_context_search_from_the_tail_matches_the_plain_patterns() -> None:
+    """The ``$``-anchored length/filler patterns are searched from the last character no
+    length or filler word holds (speed); that must find what a full search finds."""
+    import random
+
+    from qaudio_magic import segments as s
+
+    pieces = ["about ", "approx.", "just", "more than", "大约", "~", " ", "\n", "for ", "lasting",
+              "duration of", "audio is", "clip (", "音频(", "持续了", "总时长为", "at", "x", "7",
+              ",", ")", "ſ", "K", "İ", "ABOUT", "Lasts", "秒", "第", "\u2028", "–"]  # fmt: skip
+    rng = random.Random(9)
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 7)))
+        start = s._tail(text)
+        full, fast = s._LENGTH_BEFORE.search(text), s._LENGTH_BEFORE.search(text, start)
+        assert (full and full.span()) == (fast and fast.span()), text
+        before, _ = s._context(text + "1 s", len(text), len(text) + 3)
+        assert before == s._TRAILING_FILLER.sub("", text[-48:]), text

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qaudio_magic import APIError, TransportError, ask_audio
-from qaudio_magic.backends._sse import iter_events, looks_like_sse, parse_events
+from qaudio_magic.backends._sse import SSEEvent, iter_events, iter_sse, looks_like_sse, parse_events
 from qaudio_magic.emulator import Emulator
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
@@ -53,6 +53,37 @@ def test_parser_follows_the_sse_spec_too() -> None:
     assert events[0].data == '{"a":\n1}' and events[0].status is None
     assert (events[1].event, events[1].status) == ("error", 429)
     assert looks_like_sse("id:1\nevent:error\n") and not looks_like_sse('{"code": "x"}')
+
+
+def test_byte_stream_parser_agrees_with_the_line_parser_however_chunked() -> None:
+    """The streaming parser reads raw bytes; cut anywhere (mid-line, mid-CRLF, mid-UTF-8
+    character) it must give the events the line-by-line parser gives for the whole body."""
+    import random
+
+    lines = ["id:1", "id: 7", "event:result", "event: error", ":HTTP_STATUS/200",
+             ":HTTP_STATUS/429", ": keep-alive", 'data:{"a":1}', 'data: {"b":"é中"}', "data:",
+             "retry:100", "status:503", "data: [DONE]", "x"]  # fmt: skip
+    rng = random.Random(5)
+    for _ in range(1500):
+        eol = rng.choice(["\n", "\r\n", "\r"])
+        blocks = [[rng.choice(lines) for _ in range(rng.randint(0, 5))] for _ in range(4)]
+        body = "".join(eol.join(b) + eol + eol for b in blocks)
+        if rng.random() < 0.3:
+            body = body.rstrip("\r\n")  # the connection closed without the blank line
+        data = body.encode()
+        cuts = sorted(rng.sample(range(1, len(data)), min(6, len(data) - 1))) if data else []
+        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        assert list(iter_sse(chunks)) == parse_events(body), body
+
+
+def test_only_cr_and_lf_end_lines() -> None:
+    """U+2028 and form feeds may occur inside a JSON string (``ensure_ascii=False``);
+    str.splitlines would cut the frame there and lose the token."""
+    text = "a\u2028b\x0cc\x1cd"
+    frame = f'id:1\nevent:result\n:HTTP_STATUS/200\ndata:{{"text":"{text}"}}\n\n'.encode()
+    expected = [SSEEvent(f'{{"text":"{text}"}}', "result", "1", 200)]
+    assert list(iter_sse([frame[:20], frame[20:]])) == expected
+    assert parse_events(frame.decode()) == expected
 
 
 def test_cumulative_stream_is_turned_into_deltas(session, emu: Emulator, audio: Path) -> None:

@@ -12,7 +12,6 @@ as the docs advise, so prepared audio is held to that).
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import time
@@ -27,7 +26,8 @@ from .._secret import Secret
 from ..errors import AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
 from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
-from ._sse import iter_events, looks_like_sse, parse_events
+from ._inline import base64_text, dumps
+from ._sse import looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
 
@@ -38,6 +38,7 @@ SINGAPORE = "https://dashscope-intl.aliyuncs.com/api/v1"
 GENERATION_PATH = "/services/aigc/multimodal-generation/generation"
 INLINE_MAX_BYTES = 7_000_000  # docs: base64 under 7 MB raw; the string itself must stay < 10 MB
 SERVICE = "DashScope"
+_DECODE = json.JSONDecoder().raw_decode
 
 
 class DashScopeBackend:
@@ -132,7 +133,7 @@ class DashScopeBackend:
         body = self.build_body(request, values)
         headers = self.build_headers(request, key, body)
         url = self.base_url + GENERATION_PATH
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = dumps(body)
         deadline = time.monotonic() + self.timeouts.total
         try:
             if request.stream:
@@ -211,7 +212,7 @@ class DashScopeBackend:
                 f"(limit {INLINE_MAX_BYTES / 1e6:.0f} MB)",
                 hint="temporary uploads carry up to 10 MB: %config QAudioMagic.upload = 'auto'",
             )
-        return "data:;base64," + base64.b64encode(audio.data).decode("ascii")
+        return base64_text(audio.data, "data:;base64,")  # made once per clip, not per turn
 
     # ------------------------------------------------------------------ responses
     def _call(self, url: str, content: bytes, headers: dict[str, str]) -> Iterator[Event]:
@@ -245,7 +246,7 @@ class DashScopeBackend:
             sofar = ""
             last: dict[str, Any] = {}
             finish = None
-            events = iter_events(response.iter_lines())
+            events = response_events(response)
             for event in events:
                 if time.monotonic() > deadline:
                     raise TransportError(
@@ -282,7 +283,12 @@ class DashScopeBackend:
 
 def _load(text: str, host: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        try:  # one frame per token: skip json.loads' checks on the usual clean frame
+            value, end = _DECODE(text)
+        except ValueError:
+            end = -1
+        if end != len(text):  # whitespace around it, trailing data, or not JSON at all
+            value = json.loads(text)
     except ValueError:
         raise TransportError(f"{host} sent a malformed answer (not JSON): {text[:80]!r}") from None
     if not isinstance(value, dict):
@@ -291,19 +297,21 @@ def _load(text: str, host: str) -> dict[str, Any]:
 
 
 def _choice(payload: dict[str, Any]) -> dict[str, Any]:
-    choices = (payload.get("output") or {}).get("choices") or []
+    output = payload.get("output")
+    choices = output.get("choices") if isinstance(output, dict) else None
     return choices[0] if choices and isinstance(choices[0], dict) else {}
 
 
 def _text_of(payload: dict[str, Any]) -> str:
-    output = payload.get("output") or {}
-    message = _choice(payload).get("message") or {}
-    content = message.get("content")
+    content = (_choice(payload).get("message") or {}).get("content")
     if isinstance(content, list):
+        if len(content) == 1 and isinstance(content[0], dict):  # the usual frame
+            text = content[0].get("text", "")
+            return text if isinstance(text, str) else str(text)
         return "".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
     if isinstance(content, str):
         return content
-    return str(output.get("text") or "")
+    return str((payload.get("output") or {}).get("text") or "")
 
 
 def _finish(payload: dict[str, Any]) -> str | None:

@@ -27,7 +27,6 @@ mid-stream and is read with its ``:HTTP_STATUS/NNN``.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,7 +40,8 @@ from .._secret import Secret
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
 from ..models import lookup, served_name
 from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
-from ._sse import SSEEvent, iter_events, looks_like_sse, parse_events
+from ._inline import base64_text, dumps
+from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
 
 __all__ = ["Dialect", "OpenAICompatBackend"]
@@ -104,7 +104,7 @@ class OpenAICompatBackend:
         on_wire = request.stream or spec.stream_only
         body = self.build_body(request, stream=on_wire)
         headers = self.build_headers(key, body, stream=on_wire)
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = dumps(body)
         url = self.base_url + CHAT_PATH
         deadline = time.monotonic() + self.timeouts.total
         try:
@@ -185,12 +185,12 @@ class OpenAICompatBackend:
                 f"{audio.clip.name}: {len(audio.data) / 1e6:.1f} MB is too large to send inline "
                 f"(limit {INLINE_MAX_BYTES / 1e6:.0f} MB; give a URL instead)"
             )
-        b64 = base64.b64encode(audio.data).decode("ascii")
-        if self.dialect == "dashscope":
-            item = {"data": "data:;base64," + b64}
+        if self.dialect == "dashscope":  # base64 made once per clip, not per turn
+            item = {"data": base64_text(audio.data, "data:;base64,")}
             if fmt:
                 item["format"] = fmt
             return {"type": "input_audio", "input_audio": item}
+        b64 = base64_text(audio.data)
         return {"type": "input_audio", "input_audio": {"data": b64, "format": fmt or "wav"}}
 
     # ------------------------------------------------------------------ responses
@@ -232,7 +232,7 @@ class OpenAICompatBackend:
                     )
                 )
             yield from self._chunks(
-                iter_events(response.iter_lines()), _request_id(response.headers), deadline
+                response_events(response), _request_id(response.headers), deadline
             )
 
     def _chunks(

@@ -12,7 +12,9 @@ import binascii
 import hashlib
 import ipaddress
 import re
+import threading
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -99,19 +101,44 @@ def decode_item(
 
 
 def _decoded(kind: str, data: bytes) -> ReceivedAudio:
-    from .._codec import probe
-    from ..errors import AudioDecodeError
-
     if len(data) > MAX_AUDIO_BYTES:
         raise ItemError(400, "InvalidParameter", "The audio file is larger than 10 MB.")
     item = ReceivedAudio(kind, len(data), hashlib.sha256(data).hexdigest(), data=data)
+    info = _probe(item.sha256, data)
+    if info is None:
+        raise ItemError(400, "InvalidParameter", "File format is not supported.")
+    item.duration, item.sample_rate, item.channels, item.codec = info
+    return item
+
+
+# What decoding found, by the bytes' sha256: a conversation resends its clips every turn
+# and a batch's retries resend theirs, and PyAV costs ~0.2 ms even for a short clip.
+# The same bytes always decode the same, so every request is still checked as before.
+Probed = tuple[float | None, int | None, int | None, str | None]  # duration, rate, channels, codec
+_PROBED: OrderedDict[str, Probed | None] = OrderedDict()
+_PROBED_ITEMS = 512
+_probed_lock = threading.Lock()
+
+
+def _probe(sha256: str, data: bytes) -> Probed | None:
+    """What ``data`` (whose sha256 is given) holds, or None when it does not decode."""
+    from .._codec import probe
+    from ..errors import AudioDecodeError
+
+    with _probed_lock:
+        if sha256 in _PROBED:
+            _PROBED.move_to_end(sha256)
+            return _PROBED[sha256]
     try:
         info = probe(data, name="audio")
+        found = (info.duration, info.sample_rate, info.channels, info.codec)
     except AudioDecodeError:
-        raise ItemError(400, "InvalidParameter", "File format is not supported.") from None
-    item.duration, item.sample_rate = info.duration, info.sample_rate
-    item.channels, item.codec = info.channels, info.codec
-    return item
+        found = None
+    with _probed_lock:
+        _PROBED[sha256] = found
+        while len(_PROBED) > _PROBED_ITEMS:
+            _PROBED.popitem(last=False)
+    return found
 
 
 def audio_tokens(items: list[ReceivedAudio]) -> int:

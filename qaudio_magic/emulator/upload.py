@@ -223,9 +223,12 @@ class UploadRoute:
         return Reply(200, b"", headers={"Content-Type": "application/xml", "ETag": _etag(data)})
 
 
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?')
+
+
 def _parse_form(content_type: str, body: bytes) -> list[tuple[str, bytes, str | None]]:
     """(name, value, filename) of each multipart part, in order, bytes untouched."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    match = _BOUNDARY.search(content_type)
     if not match:
         return []
     delimiter = b"\r\n--" + match.group(1).encode()
