@@ -17,6 +17,11 @@ URL sources stay URLs: the service fetches them. The kernel only asks the server
 the file exists (HEAD), so a 404 fails here, before anything is sent. A URL is
 downloaded — up to :data:`MAX_FETCH_BYTES` — only when bytes are needed: a window of it,
 or a backend that takes decoded samples.
+
+Both follow at most :data:`MAX_REDIRECTS` redirects, to http(s) URLs only: a redirect to
+``file:``, ``ftp:``, ``data:`` or any other scheme is refused (the kernel must never be
+steered into reading a local file). Redirects to other hosts are followed — these
+requests carry no API key, cookie or credential of any kind, only the URL itself.
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ import html
 import re
 import threading
 from collections import OrderedDict
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import AudioTooLargeError, SourceError
 
-if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
+if TYPE_CHECKING:  # numpy, httpx and PyAV load on first use, not at `%load_ext`
+    import httpx
     import numpy as np
 
     from .backends.base import Limits
@@ -40,6 +47,7 @@ if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
 __all__ = ["PlannedAudio", "PreparedAudio", "SendPlan", "prepare"]
 
 MAX_FETCH_BYTES = 200_000_000  # cap on downloading a URL source into the kernel
+MAX_REDIRECTS = 5
 # Encoders pad: a "30 s" MP3 decodes to 30.01-30.05 s. Up to this much over the model's
 # limit a clip still counts as within it (the service drops those milliseconds of padding);
 # beyond it the clip is cut here and the view says so.
@@ -193,8 +201,9 @@ def _check_url(url: str, limits: Limits) -> tuple[str, ...]:
     import httpx
 
     try:
-        with httpx.Client(timeout=URL_CHECK_TIMEOUT, follow_redirects=True) as client:
-            response = client.head(url)
+        with httpx.Client(timeout=URL_CHECK_TIMEOUT) as client:
+            response = _send_following(client, "HEAD", url)
+            response.close()
     except httpx.HTTPError:
         return ()
     if response.status_code in (405, 501):  # HEAD not allowed: let the service find out
@@ -225,8 +234,8 @@ def _fetch(clip: AudioClip) -> AudioClip:
     buf = bytearray()
     try:
         with (
-            httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True) as c,
-            c.stream("GET", url) as response,
+            httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0)) as c,
+            closing(_send_following(c, "GET", url, stream=True)) as response,
         ):
             if response.status_code >= 400:
                 raise SourceError(
@@ -247,6 +256,32 @@ def _fetch(clip: AudioClip) -> AudioClip:
     return AudioClip(
         name=clip.name, kind="bytes", payload=bytes(buf), start=clip.start, end=clip.end
     )
+
+
+def _send_following(
+    client: httpx.Client, method: str, url: str, *, stream: bool = False
+) -> httpx.Response:
+    """``method url``, following at most MAX_REDIRECTS redirects, to http(s) URLs only."""
+    import httpx
+
+    request = client.build_request(method, url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = client.send(request, stream=stream)
+        if not response.is_redirect:
+            return response
+        location = response.headers["location"]
+        response.close()
+        try:
+            target = response.url.join(location)
+        except httpx.InvalidURL:
+            raise SourceError(f"{url}: redirects to an invalid URL ({location[:100]!r})") from None
+        if target.scheme not in ("http", "https"):
+            shown = location if len(location) <= 100 else location[:99] + "…"
+            raise SourceError(
+                f"{url}: redirects to {shown}, refused: only http(s) redirects are followed"
+            )
+        request = client.build_request(method, target)
+    raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
 def _over_cap(url: str, size: int | None, cap: int) -> str:

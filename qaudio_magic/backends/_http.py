@@ -3,6 +3,11 @@
 One :class:`httpx.Client` per backend, reused for keep-alive. Transport failures become
 :class:`~qaudio_magic.errors.TransportError` with a one-line, key-free message; error
 bodies are read as JSON or, whatever the Content-Type says, as SSE frames.
+
+The key is attached by :class:`BearerAuth` as the request leaves, so no header dict of
+ours ever holds it (a ``%xmode Verbose`` traceback prints the locals of every frame), and
+httpx masks it in the request's repr. :func:`abort_connections` shuts down a client's
+sockets from another thread: how Ctrl-C stops a request blocked in ``recv``.
 """
 
 from __future__ import annotations
@@ -11,16 +16,27 @@ import email.utils
 import json
 import socket
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from .. import __version__
+from .._secret import Secret
 from ..errors import APIError, TransportError
 from ._sse import looks_like_sse, parse_events
 
-__all__ = ["Timeouts", "error_from_response", "make_client", "retry_after", "transport_error"]
+__all__ = [
+    "BearerAuth",
+    "Timeouts",
+    "abort_connections",
+    "error_from_response",
+    "make_client",
+    "retry_after",
+    "too_late",
+    "transport_error",
+]
 
 USER_AGENT = f"qaudio_magic/{__version__} httpx/{httpx.__version__}"
 
@@ -38,10 +54,57 @@ class Timeouts:
     write: float = 120.0
     total: float = 600.0
 
-    def httpx(self) -> httpx.Timeout:
+    def httpx(self, left: float | None = None) -> httpx.Timeout:
+        """httpx's timeouts; with ``left`` (seconds until the total deadline), no single
+        wait may outlast the deadline either."""
+        cap = max(left, 0.001) if left is not None else None
+
+        def capped(value: float) -> float:
+            return min(value, cap) if cap is not None else value
+
         return httpx.Timeout(
-            connect=self.connect, read=self.read, write=self.write, pool=self.connect
+            connect=capped(self.connect),
+            read=capped(self.read),
+            write=capped(self.write),
+            pool=capped(self.connect),
         )
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <key>``, added only as the request is sent."""
+
+    def __init__(self, key: Secret) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(Secret('***'))"
+
+
+def abort_connections(client: httpx.Client) -> None:
+    """Shut down every socket of ``client``'s connection pool, waking blocked readers.
+
+    httpx has no public way to abort a request from another thread, and closing a socket
+    leaves a thread blocked in ``recv`` waiting until the server answers; ``shutdown``
+    wakes it at once, and the request fails with a transport error that closes the
+    connection. Idle keep-alive connections go too (the pool drops them on next use).
+    The path to the sockets (client → transport → httpcore pool → connection → network
+    stream) is walked defensively: httpx or httpcore may reshape their internals.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    for connection in list(getattr(pool, "connections", None) or []):
+        inner = getattr(connection, "_connection", None)
+        stream = getattr(inner, "_network_stream", None)
+        get_info = getattr(stream, "get_extra_info", None)
+        sock = get_info("socket") if callable(get_info) else None
+        if isinstance(sock, socket.socket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:
@@ -65,8 +128,44 @@ def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Clien
     )
 
 
-def transport_error(exc: httpx.HTTPError, host: str) -> TransportError:
-    """A one-line error for a failed connection, read or write."""
+def transport_error(
+    exc: httpx.HTTPError,
+    host: str,
+    *,
+    request_id: str | None = None,
+    deadline: float | None = None,
+    total: float | None = None,
+) -> TransportError:
+    """A one-line error for a failed connection, read or write (with the request id of
+    an answer that had begun, when there is one).
+
+    A timeout at the total ``deadline`` (each wait is capped by it) is reported as the
+    total timeout, not as the read timeout it technically was.
+    """
+    if (
+        deadline is not None
+        and isinstance(exc, httpx.TimeoutException)
+        and time.monotonic() >= deadline - 0.05
+    ):
+        return too_late(host, total, request_id)
+    error = _transport_error(exc, host)
+    if request_id:
+        error = TransportError(f"{error} (request id {request_id})")
+        error.request_id = request_id
+    return error
+
+
+def too_late(host: str, total: float | None, request_id: str | None) -> TransportError:
+    """The whole answer outlasted the total timeout."""
+    text = f"{host}: the answer took longer than " + (
+        f"{total:g} s (total timeout)" if total is not None else "the total timeout"
+    )
+    error = TransportError(text + (f" (request id {request_id})" if request_id else ""))
+    error.request_id = request_id
+    return error
+
+
+def _transport_error(exc: httpx.HTTPError, host: str) -> TransportError:
     if isinstance(exc, httpx.ConnectTimeout):
         text = f"cannot connect to {host}: timed out"
     elif isinstance(exc, httpx.ConnectError):

@@ -135,6 +135,18 @@ class _Handler(BaseHTTPRequestHandler):
                         "request_id": str(uuid.uuid4()),
                     },
                 )
+            if reply.frames is None and reply.status == 200 and fault.error_after >= 0:
+                # a whole-JSON answer cannot break off mid-way: it carries the error instead
+                code, message = default_error(fault.status or 400)
+                rid = reply.body.get("request_id") if isinstance(reply.body, dict) else None
+                reply = Reply(
+                    fault.status or 400,
+                    {
+                        "code": fault.code or code,
+                        "message": fault.message or message,
+                        "request_id": rid or str(uuid.uuid4()),
+                    },
+                )
         record.status = reply.status
         try:
             self._send(reply, fault)
@@ -237,6 +249,11 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in reply.headers.items():
             self.send_header(k, v)
         self.end_headers()
+        if fault.cut_after >= 0:  # a body cut off half-way: the connection drops mid-answer
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self._reset()
+            return
         self.wfile.write(payload)
         self.wfile.flush()
 
