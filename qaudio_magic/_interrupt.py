@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["interruptible"]
+__all__ = ["Interruptible", "interruptible"]
 
 T = TypeVar("T")
 
@@ -35,46 +35,77 @@ def interruptible(
     *,
     poll: float = POLL,
     grace: float = GRACE,
-) -> Iterator[T]:
-    """Items of ``run(cancel)``, produced in a worker thread and yielded in this one.
+) -> Interruptible[T]:
+    """Items of ``run(cancel)``, produced in a worker thread and returned in this one.
 
-    Exceptions of the worker are raised here. When this generator is left before the
-    worker finished (Ctrl-C, or the caller stopped early), ``cancel`` is set, ``abort``
-    is called to break off blocking I/O, and the worker is joined for up to ``grace``
+    Exceptions of the worker are raised here. Use it with ``contextlib.closing``: closing
+    it before the worker finished (Ctrl-C, or the caller stopped early) sets ``cancel``,
+    calls ``abort`` to break off blocking I/O, and joins the worker for up to ``grace``
     seconds.
     """
-    cancel = threading.Event()
-    items: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+    return Interruptible(run, abort, poll=poll, grace=grace)
 
-    def work() -> None:
-        try:
-            for item in run(cancel):
-                items.put((_ITEM, item))
-        except BaseException as exc:  # handed to the waiting thread, raised there
-            items.put((_ERROR, exc))
-        else:
-            items.put((_END, None))
 
-    worker = threading.Thread(target=work, name="qaudio-request", daemon=True)
-    worker.start()
-    finished = False
-    try:
+class Interruptible(Iterator[T]):
+    """The iterator :func:`interruptible` returns.
+
+    A class rather than a generator with ``try/finally``: on CPython 3.11 a
+    KeyboardInterrupt that lands on certain jumps of a generator skips its ``finally``
+    (seen with 3.11.7, a ``continue`` in an ``except`` clause), and the worker would go
+    on unnoticed. Here clean-up is an explicit :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[threading.Event], Iterator[T]],
+        abort: Callable[[], None] | None,
+        *,
+        poll: float,
+        grace: float,
+    ) -> None:
+        self.cancel = threading.Event()
+        self._abort = abort
+        self._poll = poll
+        self._grace = grace
+        self._items: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._finished = False
+
+        def work() -> None:
+            try:
+                for item in run(self.cancel):
+                    self._items.put((_ITEM, item))
+            except BaseException as exc:  # handed to the waiting thread, raised there
+                self._items.put((_ERROR, exc))
+            else:
+                self._items.put((_END, None))
+
+        self._worker = threading.Thread(target=work, name="qaudio-request", daemon=True)
+        self._worker.start()
+
+    def __iter__(self) -> Interruptible[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
         while True:
             try:
-                kind, value = items.get(timeout=poll)
+                kind, value = self._items.get(timeout=self._poll)
             except queue.Empty:
-                continue
+                continue  # back to waiting; Ctrl-C is raised here, between two slices
             if kind == _ITEM:
-                yield value
-            elif kind == _ERROR:
-                finished = True
+                return value  # type: ignore[no-any-return]
+            self._finished = True
+            if kind == _ERROR:
                 raise value
-            else:
-                finished = True
-                return
-    finally:
-        if not finished:
-            cancel.set()
-            if abort is not None:
-                abort()
-            worker.join(grace)
+            raise StopIteration
+
+    def close(self) -> None:
+        """Stop the worker if it is still running (Ctrl-C): cancel, abort, join."""
+        if self._finished:
+            return
+        self._finished = True
+        self.cancel.set()
+        if self._abort is not None:
+            self._abort()
+        self._worker.join(self._grace)

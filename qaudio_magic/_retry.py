@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,7 +59,7 @@ def with_retries(
     *,
     cancel: threading.Event | None = None,
     on_attempt: Callable[[int], None] | None = None,
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Events of ``request``, retried per ``policy`` while no text has been produced.
 
     ``cancel`` (set from another thread) stops between tries and between events with

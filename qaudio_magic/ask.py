@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._interrupt import interruptible
+from ._interrupt import Interruptible, interruptible
 from ._prepare import PlannedAudio, PreparedAudio, SendPlan, prepare
 from ._retry import RetryPolicy, with_retries
 from .backends.base import (
     AudioPart,
     Backend,
     Completion,
+    Event,
     Limits,
     Message,
     Request,
@@ -399,6 +400,7 @@ def _complete(
             on_attempt(n)
 
     policy = RetryPolicy(attempts=sess.settings.retries + 1)
+    events: Interruptible[Event] | Generator[Event, None, None]
     if cancel is None and threading.current_thread() is threading.main_thread():
         # Ctrl-C lands only while the main thread runs Python: keep the blocking I/O off it
         events = interruptible(

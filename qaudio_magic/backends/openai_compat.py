@@ -120,7 +120,7 @@ class OpenAICompatBackend:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         url = self.base_url + CHAT_PATH
         deadline = time.monotonic() + self.timeouts.total
-        auth = BearerAuth(key) if key is not None else None
+        auth = BearerAuth(key) if key is not None else httpx.Auth()  # Auth(): none
         try:
             if not on_wire:
                 yield from self._call(url, content, headers, auth, deadline)
@@ -212,7 +212,7 @@ class OpenAICompatBackend:
         url: str,
         content: bytes,
         headers: dict[str, str],
-        auth: httpx.Auth | None,
+        auth: httpx.Auth,
         deadline: float,
     ) -> Iterator[Event]:
         response = self._client.post(
@@ -249,7 +249,7 @@ class OpenAICompatBackend:
         url: str,
         content: bytes,
         headers: dict[str, str],
-        auth: httpx.Auth | None,
+        auth: httpx.Auth,
         deadline: float,
     ) -> Iterator[Event]:
         timeout = self.timeouts.httpx(deadline - time.monotonic())
