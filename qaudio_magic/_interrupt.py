@@ -49,9 +49,9 @@ def interruptible(
 class Interruptible(Iterator[T]):
     """The iterator :func:`interruptible` returns.
 
-    A class rather than a generator with ``try/finally``: on CPython 3.11 a
+    A class rather than a generator with ``try/finally``: on CPython 3.11 and 3.12 a
     KeyboardInterrupt that lands on certain jumps of a generator skips its ``finally``
-    (seen with 3.11.7, a ``continue`` in an ``except`` clause), and the worker would go
+    (a ``continue`` in an ``except`` clause; 3.10 and 3.13 are fine), and the worker would go
     on unnoticed. Here clean-up is an explicit :meth:`close`.
     """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import psutil
@@ -55,19 +56,26 @@ def _local_port(connection: Any) -> int | None:
 
 
 def assert_no_leaks(
-    session: Session, port: int, threads_before: set[threading.Thread], *, settle: float = 2.0
+    session: Session,
+    port: int,
+    threads_before: set[threading.Thread],
+    *,
+    settle: float = 2.0,
+    sockets_before: Iterable[Any] = (),
 ) -> None:
-    """No new thread alive; each open socket to ``port`` is an idle pooled connection.
+    """No new thread alive; each open socket to ``port`` is an idle pooled connection
+    (or one of ``sockets_before``, the test's own).
 
     Waits up to ``settle`` seconds for threads that are on their way out (a worker that
     was told to stop finishes its last line after the caller returned).
     """
+    known = {s.laddr.port for s in sockets_before}
     deadline = time.monotonic() + settle
     while True:
         extra = {t for t in our_threads() - threads_before if t.is_alive()}
         idle = {_local_port(c) for c in _pooled(session) if c.is_idle() and not c.is_closed()}
         socks = client_sockets(port)
-        stray = [s for s in socks if s.laddr.port not in idle]
+        stray = [s for s in socks if s.laddr.port not in idle | known]
         if (not extra and not stray) or time.monotonic() > deadline:
             break
         time.sleep(0.05)

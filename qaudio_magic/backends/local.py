@@ -144,7 +144,7 @@ class LocalBackend:
                 except StopIteration:
                     break
                 except queue.Empty:  # the short timeout keeps Ctrl-C responsive
-                    # (no `continue` here: on CPython 3.11 a KeyboardInterrupt at that jump
+                    # (no `continue` here: on CPython 3.11-3.12 a KeyboardInterrupt at that jump
                     # skips the `finally` below, and generation would go on)
                     if not thread.is_alive() and streamer.text_queue.empty():
                         break
