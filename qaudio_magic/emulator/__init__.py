@@ -174,6 +174,11 @@ class Emulator:
         with self._replies_lock:
             self._replies.extend(texts)
 
+    def clear_replies(self) -> None:
+        """Forget scripted answers not used yet."""
+        with self._replies_lock:
+            self._replies.clear()
+
     def _reply_for(self, request: RecordedRequest) -> str | None:
         header = request.headers.get("x-emulator-reply")
         if header:
