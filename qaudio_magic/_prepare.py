@@ -30,8 +30,8 @@ import hashlib
 import html
 import re
 import threading
+import urllib.parse
 from collections import OrderedDict
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -197,13 +197,17 @@ def _check_url(url: str, limits: Limits) -> tuple[str, ...]:
     """Fail now on a URL the service could not fetch (404, too large); download nothing.
 
     A network error here is not fatal: the service may reach hosts the kernel cannot.
+    A redirect to another scheme, or too many of them, is.
     """
     import httpx
 
     try:
-        with httpx.Client(timeout=URL_CHECK_TIMEOUT) as client:
-            response = _send_following(client, "HEAD", url)
-            response.close()
+        with _url_client(url, httpx.Timeout(URL_CHECK_TIMEOUT)) as client:
+            response = client.head(url)
+    except httpx.TooManyRedirects:
+        raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
+    except httpx.InvalidURL as exc:
+        raise SourceError(f"{url}: redirects to an invalid URL ({exc})") from None
     except httpx.HTTPError:
         return ()
     if response.status_code in (405, 501):  # HEAD not allowed: let the service find out
@@ -234,8 +238,8 @@ def _fetch(clip: AudioClip) -> AudioClip:
     buf = bytearray()
     try:
         with (
-            httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0)) as c,
-            closing(_send_following(c, "GET", url, stream=True)) as response,
+            _url_client(url, httpx.Timeout(60.0, connect=10.0)) as c,
+            c.stream("GET", url) as response,
         ):
             if response.status_code >= 400:
                 raise SourceError(
@@ -248,6 +252,10 @@ def _fetch(clip: AudioClip) -> AudioClip:
                 buf += chunk
                 if len(buf) > cap:
                     raise AudioTooLargeError(_over_cap(url, None, cap))
+    except httpx.TooManyRedirects:
+        raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
+    except httpx.InvalidURL as exc:
+        raise SourceError(f"{url}: redirects to an invalid URL ({exc})") from None
     except httpx.HTTPError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SourceError(f"{url}: cannot fetch it ({reason})") from None
@@ -258,30 +266,30 @@ def _fetch(clip: AudioClip) -> AudioClip:
     )
 
 
-def _send_following(
-    client: httpx.Client, method: str, url: str, *, stream: bool = False
-) -> httpx.Response:
-    """``method url``, following at most MAX_REDIRECTS redirects, to http(s) URLs only."""
+def _url_client(url: str, timeout: httpx.Timeout) -> httpx.Client:
+    """A client for URL sources: no key or credential, at most MAX_REDIRECTS redirects,
+    each vetted before it is followed (http(s) only)."""
     import httpx
 
-    request = client.build_request(method, url)
-    for _ in range(MAX_REDIRECTS + 1):
-        response = client.send(request, stream=stream)
-        if not response.is_redirect:
-            return response
+    def vet(response: httpx.Response) -> None:
+        # runs before httpx builds the next request, so even a Location httpx cannot
+        # parse (javascript:, data:) is refused here with what it said
+        if not response.has_redirect_location:
+            return
         location = response.headers["location"]
-        response.close()
-        try:
-            target = response.url.join(location)
-        except httpx.InvalidURL:
-            raise SourceError(f"{url}: redirects to an invalid URL ({location[:100]!r})") from None
-        if target.scheme not in ("http", "https"):
+        target = urllib.parse.urljoin(str(response.url), location)
+        if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
             shown = location if len(location) <= 100 else location[:99] + "…"
             raise SourceError(
                 f"{url}: redirects to {shown}, refused: only http(s) redirects are followed"
             )
-        request = client.build_request(method, target)
-    raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+    return httpx.Client(
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        event_hooks={"response": [vet]},
+    )
 
 
 def _over_cap(url: str, size: int | None, cap: int) -> str:
