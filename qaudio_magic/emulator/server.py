@@ -280,6 +280,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def _weight(request: RecordedRequest) -> int:
+    """Bytes a recorded request holds, about: its body, the JSON parsed from it, decoded audio."""
+    return 3 * len(request.body) + 1_000
+
+
 class EmulatorServer(ThreadingHTTPServer):
     """Loopback-only HTTP server with pluggable routes, faults and a request log."""
 
@@ -293,13 +298,17 @@ class EmulatorServer(ThreadingHTTPServer):
         faults: FaultPlan | None = None,
         verbose: bool = False,
         keep: int = 10_000,
+        keep_bytes: int = 64_000_000,
     ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.faults = faults or FaultPlan()
         self.verbose = verbose
         self.routes: list[tuple[str, str, Route]] = []
         self.requests: list[RecordedRequest] = []
-        self._keep = keep
+        self._keep = keep  # requests kept for tests to inspect, newest last...
+        self._keep_bytes = keep_bytes  # ...and at most about this many bytes of them, so
+        # an emulator serving inline audio for hours does not grow without bound
+        self._kept_bytes = 0
         self._lock = threading.Lock()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -320,9 +329,18 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
+            if not self.requests:  # cleared by a test
+                self._kept_bytes = 0
             self.requests.append(request)
-            if len(self.requests) > self._keep:
-                del self.requests[: len(self.requests) - self._keep]
+            self._kept_bytes += _weight(request)
+            drop = 0
+            while len(self.requests) - drop > 1 and (
+                len(self.requests) - drop > self._keep or self._kept_bytes > self._keep_bytes
+            ):
+                self._kept_bytes -= _weight(self.requests[drop])
+                drop += 1
+            if drop:
+                del self.requests[:drop]
 
     @property
     def port(self) -> int:
