@@ -338,3 +338,49 @@ def test_cli_emulator_serves_a_session_through_its_faults(cli_emulator: str, aud
     finally:
         session.close()
         set_session(old)
+
+
+def _raw_upload(
+    emu: Emulator, name: str, header: str | None = None
+) -> tuple[httpx.Response, float]:
+    """A policy, then the OSS form POST of a few bytes (optionally with a fault header)."""
+    policy = httpx.get(
+        f"{emu.base_url}/uploads",
+        params={"action": "getPolicy", "model": "qwen-audio-turbo-latest"},
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+    ).json()["data"]
+    form = {
+        "OSSAccessKeyId": policy["oss_access_key_id"],
+        "Signature": policy["signature"],
+        "policy": policy["policy"],
+        "key": f"{policy['upload_dir']}/{name}",
+        "x-oss-object-acl": "private",
+        "x-oss-forbid-overwrite": "true",
+        "success_action_status": "200",
+        "x-oss-content-type": "audio/x-wav",
+    }
+    started = time.perf_counter()
+    response = httpx.post(
+        policy["upload_host"],
+        data=form,
+        files={"file": (name, b"RIFF....WAVE", None)},
+        headers={"X-Emulator-Fault": header} if header else {},
+    )
+    return response, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("delivery", ["api", "header"])
+def test_slow_upload_and_upload_faults_on_the_oss_form(emu: Emulator, delivery: str) -> None:
+    def upload(spec: str, name: str) -> tuple[httpx.Response, float]:
+        if delivery == "api":
+            emu.add_fault(spec + ";times=1")
+            return _raw_upload(emu, name)
+        return _raw_upload(emu, name, header=spec)
+
+    response, took = upload("slow_upload=0.3", "a.wav")
+    assert response.status_code == 200 and took >= 0.3
+    spec = "status=503;retry_after=1" + (";path=/oss" if delivery == "api" else "")
+    response, _ = upload(spec, "b.wav")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    response, took = _raw_upload(emu, "c.wav")  # and then a normal, quick upload
+    assert response.status_code == 200 and took < 0.3
