@@ -284,7 +284,10 @@ def _url_client(url: str, timeout: httpx.Timeout) -> httpx.Client:
                 f"{url}: redirects to {shown}, refused: only http(s) redirects are followed"
             )
 
+    from .backends._http import interruptible_transport
+
     return httpx.Client(
+        transport=interruptible_transport(),
         timeout=timeout,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -65,6 +64,7 @@ def with_retries(
     ``cancel`` (set from another thread) stops between tries and between events with
     :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
     """
+    from .backends._net import sliced_sleep
     from .backends.base import TextDelta
 
     attempt = 0
@@ -95,6 +95,6 @@ def with_retries(
             if close is not None:
                 close()
         if cancel is None:
-            time.sleep(wait)  # the main thread: Ctrl-C interrupts the sleep itself
+            sliced_sleep(wait)  # the main thread: Ctrl-C lands between two slices
         elif cancel.wait(wait):
             raise Interrupted("interrupted while waiting to retry")

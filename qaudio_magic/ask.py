@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._interrupt import Interruptible, interruptible
 from ._prepare import PlannedAudio, PreparedAudio, SendPlan, prepare
 from ._retry import RetryPolicy, with_retries
 from .backends.base import (
     AudioPart,
     Backend,
     Completion,
-    Event,
     Limits,
     Message,
     Request,
@@ -400,16 +398,8 @@ def _complete(
             on_attempt(n)
 
     policy = RetryPolicy(attempts=sess.settings.retries + 1)
-    events: Interruptible[Event] | Generator[Event, None, None]
-    if cancel is None and threading.current_thread() is threading.main_thread():
-        # Ctrl-C lands only while the main thread runs Python: keep the blocking I/O off it
-        events = interruptible(
-            lambda stop: with_retries(backend, request, policy, cancel=stop, on_attempt=attempt),
-            getattr(backend, "abort", None),
-        )
-    else:
-        events = with_retries(backend, request, policy, cancel=cancel, on_attempt=attempt)
-    with closing(events):
+    events = with_retries(backend, request, policy, cancel=cancel, on_attempt=attempt)
+    with closing(events):  # Ctrl-C: the stream is closed, and with it the connection
         for event in events:
             if isinstance(event, TextDelta):
                 if first is None:

@@ -6,8 +6,9 @@ bodies are read as JSON or, whatever the Content-Type says, as SSE frames.
 
 The key is attached by :class:`BearerAuth` as the request leaves, so no header dict of
 ours ever holds it (a ``%xmode Verbose`` traceback prints the locals of every frame), and
-httpx masks it in the request's repr. :func:`abort_connections` shuts down a client's
-sockets from another thread: how Ctrl-C stops a request blocked in ``recv``.
+httpx masks it in the request's repr. Sockets wait in slices (:func:`interruptible_transport`)
+so Ctrl-C stops a request at once; :func:`abort_connections` shuts down a client's sockets
+from another thread, which is how an interrupted batch stops its workers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "Timeouts",
     "abort_connections",
     "error_from_response",
+    "interruptible_transport",
     "make_client",
     "retry_after",
     "too_late",
@@ -107,13 +109,30 @@ def abort_connections(client: httpx.Client) -> None:
                 pass
 
 
+def interruptible_transport(**kwargs: Any) -> httpx.HTTPTransport:
+    """httpx's transport, its sockets waiting in 0.1 s slices so that Ctrl-C stops a
+    request within a slice however it is delivered (see ``_net.py``).
+
+    httpx takes no network backend, so it is set on the httpcore pool it builds; should
+    that pool ever look different, the transport is returned as httpx made it.
+    """
+    from ._net import SlicedBackend
+
+    transport = httpx.HTTPTransport(**kwargs)
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = SlicedBackend()
+    return transport
+
+
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:
     """A keep-alive client; redirects are not followed (a key must not travel elsewhere).
 
     TCP_NODELAY: headers and body leave as separate writes, and on a kept-alive
     connection Nagle would hold the body's tail for the server's delayed ACK (~40 ms).
+    Its sockets wait in slices (:func:`interruptible_transport`), so Ctrl-C stops it.
     """
-    transport = httpx.HTTPTransport(
+    transport = interruptible_transport(
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
