@@ -41,7 +41,14 @@ case "${1:-}" in
         "$PY" -m pip install -q "torch==2.13.0"
         "$PY" -m pip install -q -e ".[local,test,bench,dev]"
         shift
-        "$PY" -m pytest "$@"
+        if [ $# -gt 0 ]; then
+            "$PY" -m pytest "$@"
+        else
+            # Browser tests in their own process: Playwright's sync API keeps an event loop
+            # registered in the main thread for as long as its browser lives.
+            "$PY" -m pytest tests --ignore=tests/e2e
+            "$PY" -m pytest tests/e2e
+        fi
         "$PY" bench/run.py --quick
         ;;
     *)

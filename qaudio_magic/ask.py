@@ -49,8 +49,6 @@ from .session import Session, get_session
 
 if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at `%load_ext`
     from .answer import Answer
-
-if TYPE_CHECKING:
     from .batch import Answers, Progress
 
 __all__ = ["ask_audio"]
@@ -137,10 +135,8 @@ def ask_audio(
     clips = resolve_sources(sources)
     if not clips and question is None:
         raise InputError("nothing to ask: give audio, a question, or both")
-    if new and dry_run:  # a dry run registers nothing
-        conv = Conversation(conversation or "(new)", system=system or settings.system or None)
-    elif new:
-        conv = sess.conversations.new(conversation, system=system or settings.system or None)
+    if new:  # registered (and made current) only once its first turn succeeds
+        conv = sess.conversations.draft(conversation, system=system or settings.system or None)
     else:
         conv = sess.conversations.get(conversation)
         if system is not None:
@@ -191,6 +187,8 @@ def ask_audio(
         request_id=outcome.request_id,
     )
     conv.append(turn)
+    if new:
+        sess.conversations.adopt(conv)
     answer = _answer(outcome, request, tuple(clips), question, conv.name, limits, notes, prepared)
     if view is not None:
         ref = _time_reference(prepared, request.messages)

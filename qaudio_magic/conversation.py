@@ -195,15 +195,26 @@ class Conversations:
 
     def new(self, name: str | None = None, system: str | None = None) -> Conversation:
         """Start a fresh conversation and make it current (replacing one of the same name)."""
+        conv = self.draft(name, system)
+        self.adopt(conv)
+        return conv
+
+    def draft(self, name: str | None = None, system: str | None = None) -> Conversation:
+        """A fresh conversation not registered yet: ``--new`` adopts it only once its first
+        turn succeeded, so a failed first question leaves the user where they were."""
         with self._lock:
             if name is None:
                 n = len(self._items) + 1
                 while f"chat-{n}" in self._items:
                     n += 1
                 name = f"chat-{n}"
-            conv = self._items[name] = Conversation(name, system)
-            self._current = name
-            return conv
+            return Conversation(name, system)
+
+    def adopt(self, conv: Conversation) -> None:
+        """Register ``conv`` (replacing one of the same name) and make it current."""
+        with self._lock:
+            self._items[conv.name] = conv
+            self._current = conv.name
 
     def use(self, name: str) -> Conversation:
         conv = self.get(name, create=False)

@@ -47,6 +47,7 @@ Subcommands (line magic):
   %qaudio usage [--reset]   audio seconds and tokens spent per model; what the cache saved
   %qaudio cache [clear]     where the response cache is, how big, and its mode
   %qaudio record [NAME] [--max SECONDS]  show a recorder; NAME (default mic) is its latest take
+  %qaudio SOURCE [options]  voice chat: send the audio alone, no question (same options as %%qaudio)
   %qaudio help              this text
 """
 
@@ -229,7 +230,8 @@ class QAudioMagic(Magics):
         %%qaudio clip.wav
         What is said here? Who is speaking, and in what mood?
 
-        An empty body with audio is voice chat (the audio is the message). A cell
+        Voice chat (the audio itself is the message, no question): the line magic
+        ``%qaudio clip.wav`` (IPython refuses a %% cell with an empty body). A cell
         without SOURCE continues the current conversation. Only the first 30 s of a clip
         is heard: pick another part with --start/--end (``--start 1:20 --end 1:50``).
 
@@ -345,11 +347,27 @@ class QAudioMagic(Magics):
         name, rest = words[0].lower(), words[1:]
         handler: Callable[[list[str]], Any] | None = getattr(self, f"_cmd_{name}", None)
         if handler is None:
+            if self._names_a_source(words[0]):
+                # voice chat: the audio alone is the message. IPython refuses a %% cell magic
+                # with an empty body, so the line magic is how an empty question is typed.
+                return self._ask(line, "")
             raise UsageError(
-                f"unknown subcommand {name!r}; `%qaudio help` lists them "
-                "(to ask a question use the cell magic %%qaudio)"
+                f"unknown subcommand {name!r}; `%qaudio help` lists them (to ask a question "
+                "use the cell magic %%qaudio; `%qaudio SOURCE` sends audio alone)"
             )
         return handler(rest)
+
+    def _names_a_source(self, token: str) -> bool:
+        """Whether a line magic's first word is audio (a variable, URL, path or pattern)."""
+        ns = self.shell.user_ns if self.shell is not None else {}
+        root = token.split(".")[0].split("[")[0]
+        return (
+            root in ns
+            or "://" in token
+            or token.startswith("data:")
+            or any(ch in token for ch in "*?")
+            or Path(token).expanduser().exists()
+        )
 
     def _cmd_help(self, rest: list[str]) -> None:
         print(SUBCOMMANDS + "\nAsk with the cell magic; see %%qaudio? for its options.")
@@ -364,19 +382,19 @@ class QAudioMagic(Magics):
         if not rest:
             raise UsageError("usage: %qaudio use NAME")
         conv = self.session.conversations.use(rest[0])
-        print(f"Using conversation '{conv.name}' ({len(conv)} turns).")
+        print(f"Using conversation '{conv.name}' ({_n(len(conv), 'turn')}).")
 
     def _cmd_reset(self, rest: list[str]) -> None:
         conv = self.session.conversations.current
         n = len(conv)
         conv.clear()
-        print(f"Conversation '{conv.name}' reset ({n} turns forgotten).")
+        print(f"Conversation '{conv.name}' reset ({_n(n, 'turn')} forgotten).")
 
     def _cmd_list(self, rest: list[str]) -> None:
         current = self.session.conversations.current.name
         for conv in self.session.conversations:
             mark = "*" if conv.name == current else " "
-            print(f"{mark} {conv.name}: {len(conv)} turns, {len(conv.clips)} clips")
+            print(f"{mark} {conv.name}: {_n(len(conv), 'turn')}, {_n(len(conv.clips), 'clip')}")
 
     def _cmd_history(self, rest: list[str]) -> None:
         conv = self.session.conversations.get(rest[0] if rest else None, create=False)
@@ -506,7 +524,9 @@ class QAudioMagic(Magics):
             raise UsageError("usage: %qaudio export FILE.json")
         conv = self.session.conversations.current
         Path(rest[0]).write_text(json.dumps(conv.to_dict(), ensure_ascii=False, indent=1))
-        print(f"Saved '{conv.name}' ({len(conv)} turns) to {rest[0]} (no audio bytes, no key).")
+        print(
+            f"Saved '{conv.name}' ({_n(len(conv), 'turn')}) to {rest[0]} (no audio bytes, no key)."
+        )
 
     def _cmd_record(self, rest: list[str]) -> None:
         from IPython.display import display
@@ -575,6 +595,11 @@ def _as_list(source: Any) -> list[Any]:
         return [source]
     tolist = getattr(source, "tolist", None)
     return list(tolist()) if callable(tolist) else list(source)
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 turn``, ``2 turns``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

@@ -69,10 +69,20 @@ def test_new_and_named_conversations(ip, emu: Emulator, audio: Path) -> None:
 
 
 def test_voice_chat_sends_audio_only(ip, emu: Emulator, audio: Path) -> None:
-    answer = ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "\n  \n")
-    assert "voice chat" in answer.text
+    # the way a notebook user types it: IPython runs no %% cell magic with an empty body
+    with pytest.raises(UsageError, match="cell body is empty"):
+        ip.run_cell(f"%%qaudio {audio / 'speech_en.wav'}\n")
+    ip.user_ns["clip"] = audio / "speech_en.wav"
+    ip.run_cell("answer = %qaudio clip")
+    answer = ip.user_ns["answer"]
+    assert "voice chat" in answer.text and answer.question is None
     content = user_messages(emu)[-1]["content"]
     assert len(content) == 1 and "audio" in content[0]
+    ip.run_cell(f"%qaudio {audio / 'tone_440hz_3s.wav'} --new")  # options work as in the cell form
+    assert len(user_messages(emu)) == 1 and len(user_messages(emu)[-1]["content"]) == 1
+    # a body of blank lines is voice chat too
+    answer = ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "\n  \n")
+    assert "voice chat" in answer.text
 
 
 def test_several_clips_in_one_cell(ip, emu: Emulator, audio: Path) -> None:
@@ -223,7 +233,7 @@ def test_subcommands(ip, emu: Emulator, audio: Path) -> None:
         ip.run_line_magic("qaudio", "new interviews")
         ip.run_line_magic("qaudio", "use default")
         ip.run_line_magic("qaudio", "reset")
-    assert "Conversation 'default' reset (1 turns forgotten)." in cap.stdout
+    assert "Conversation 'default' reset (1 turn forgotten)." in cap.stdout
     with pytest.raises(UsageError, match="no conversation named 'nope'"):
         ip.run_line_magic("qaudio", "use nope")
     with pytest.raises(UsageError, match="unknown subcommand 'fly'"):
@@ -265,3 +275,18 @@ def test_config_listing_never_shows_key(ip) -> None:
     with capture_output() as cap:
         ip.run_line_magic("config", "QAudioMagic")
     assert "model" in cap.stdout and TEST_KEY not in cap.stdout
+
+
+def test_failed_new_conversation_leaves_the_user_where_they_were(
+    ip, emu: Emulator, audio: Path
+) -> None:
+    from qaudio_magic.session import get_session
+
+    ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "First")
+    convs = get_session().conversations
+    emu.add_fault("status=500;times=1")
+    with pytest.raises(UsageError, match="InternalError"):
+        ip.run_cell_magic("qaudio", f"{audio / 'tone_440hz_3s.wav'} --new -c fresh", "Q")
+    assert convs.current.name == "default" and "fresh" not in convs and len(convs.current) == 1
+    ip.run_cell_magic("qaudio", f"{audio / 'tone_440hz_3s.wav'} --new -c fresh", "Q")
+    assert convs.current.name == "fresh" and len(convs.current) == 1
