@@ -215,6 +215,7 @@ def test_every_feature_never_shows_any_key(
         a1 = ip.run_cell_magic("qaudio", str(speech), "What is said?")  # upload, then ask
         a2 = ip.run_cell_magic("qaudio", "--no-stream", "Follow-up")
         plan = ip.run_cell_magic("qaudio", f"{tone} --dry-run", "Dry run")
+        voice = ip.run_line_magic("qaudio", str(tone))  # voice chat: the audio alone
         for fault in (
             "status=429;times=1",
             "status=500;times=1",
@@ -280,7 +281,20 @@ def test_every_feature_never_shows_any_key(
     seen += [str(o.data) + str(o.metadata) for o in cap.outputs]
     seen += [
         repr(x)
-        for x in (a1, a2, plan, batch, timeline, omni, vllm, typed, sess, sess.settings, player)
+        for x in (
+            a1,
+            a2,
+            plan,
+            voice,
+            batch,
+            timeline,
+            omni,
+            vllm,
+            typed,
+            sess,
+            sess.settings,
+            player,
+        )
     ]
     seen += [str(sess.api_key()), str(sess.openai_key()), repr(vars(sess))]
     seen += [repr(b.__dict__) + repr(vars(b._client)) for b in sess._backends.values()]
