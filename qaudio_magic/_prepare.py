@@ -17,6 +17,11 @@ URL sources stay URLs: the service fetches them. The kernel only asks the server
 the file exists (HEAD), so a 404 fails here, before anything is sent. A URL is
 downloaded — up to :data:`MAX_FETCH_BYTES` — only when bytes are needed: a window of it,
 or a backend that takes decoded samples.
+
+Both follow at most :data:`MAX_REDIRECTS` redirects, to http(s) URLs only: a redirect to
+``file:``, ``ftp:``, ``data:`` or any other scheme is refused (the kernel must never be
+steered into reading a local file). Redirects to other hosts are followed — these
+requests carry no API key, cookie or credential of any kind, only the URL itself.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ import hashlib
 import html
 import re
 import threading
+import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import AudioTooLargeError, SourceError
 
-if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
+if TYPE_CHECKING:  # numpy, httpx and PyAV load on first use, not at `%load_ext`
+    import httpx
     import numpy as np
 
     from .backends.base import Limits
@@ -40,6 +47,7 @@ if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
 __all__ = ["PlannedAudio", "PreparedAudio", "SendPlan", "prepare"]
 
 MAX_FETCH_BYTES = 200_000_000  # cap on downloading a URL source into the kernel
+MAX_REDIRECTS = 5
 # Encoders pad: a "30 s" MP3 decodes to 30.01-30.05 s. Up to this much over the model's
 # limit a clip still counts as within it (the service drops those milliseconds of padding);
 # beyond it the clip is cut here and the view says so.
@@ -189,12 +197,17 @@ def _check_url(url: str, limits: Limits) -> tuple[str, ...]:
     """Fail now on a URL the service could not fetch (404, too large); download nothing.
 
     A network error here is not fatal: the service may reach hosts the kernel cannot.
+    A redirect to another scheme, or too many of them, is.
     """
     import httpx
 
     try:
-        with httpx.Client(timeout=URL_CHECK_TIMEOUT, follow_redirects=True) as client:
+        with _url_client(url, httpx.Timeout(URL_CHECK_TIMEOUT)) as client:
             response = client.head(url)
+    except httpx.TooManyRedirects:
+        raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
+    except httpx.InvalidURL as exc:
+        raise SourceError(f"{url}: redirects to an invalid URL ({exc})") from None
     except httpx.HTTPError:
         return ()
     if response.status_code in (405, 501):  # HEAD not allowed: let the service find out
@@ -225,7 +238,7 @@ def _fetch(clip: AudioClip) -> AudioClip:
     buf = bytearray()
     try:
         with (
-            httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True) as c,
+            _url_client(url, httpx.Timeout(60.0, connect=10.0)) as c,
             c.stream("GET", url) as response,
         ):
             if response.status_code >= 400:
@@ -239,6 +252,10 @@ def _fetch(clip: AudioClip) -> AudioClip:
                 buf += chunk
                 if len(buf) > cap:
                     raise AudioTooLargeError(_over_cap(url, None, cap))
+    except httpx.TooManyRedirects:
+        raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
+    except httpx.InvalidURL as exc:
+        raise SourceError(f"{url}: redirects to an invalid URL ({exc})") from None
     except httpx.HTTPError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SourceError(f"{url}: cannot fetch it ({reason})") from None
@@ -246,6 +263,35 @@ def _fetch(clip: AudioClip) -> AudioClip:
         raise SourceError(f"{url}: the server sent an empty file")
     return AudioClip(
         name=clip.name, kind="bytes", payload=bytes(buf), start=clip.start, end=clip.end
+    )
+
+
+def _url_client(url: str, timeout: httpx.Timeout) -> httpx.Client:
+    """A client for URL sources: no key or credential, at most MAX_REDIRECTS redirects,
+    each vetted before it is followed (http(s) only)."""
+    import httpx
+
+    def vet(response: httpx.Response) -> None:
+        # runs before httpx builds the next request, so even a Location httpx cannot
+        # parse (javascript:, data:) is refused here with what it said
+        if not response.has_redirect_location:
+            return
+        location = response.headers["location"]
+        target = urllib.parse.urljoin(str(response.url), location)
+        if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+            shown = location if len(location) <= 100 else location[:99] + "…"
+            raise SourceError(
+                f"{url}: redirects to {shown}, refused: only http(s) redirects are followed"
+            )
+
+    from .backends._http import interruptible_transport
+
+    return httpx.Client(
+        transport=interruptible_transport(),
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        event_hooks={"response": [vet]},
     )
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,12 +58,13 @@ def with_retries(
     *,
     cancel: threading.Event | None = None,
     on_attempt: Callable[[int], None] | None = None,
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Events of ``request``, retried per ``policy`` while no text has been produced.
 
     ``cancel`` (set from another thread) stops between tries and between events with
     :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
     """
+    from .backends._net import sliced_sleep
     from .backends.base import TextDelta
 
     attempt = 0
@@ -95,6 +95,6 @@ def with_retries(
             if close is not None:
                 close()
         if cancel is None:
-            time.sleep(wait)  # the main thread: Ctrl-C interrupts the sleep itself
+            sliced_sleep(wait)  # the main thread: Ctrl-C lands between two slices
         elif cancel.wait(wait):
             raise Interrupted("interrupted while waiting to retry")

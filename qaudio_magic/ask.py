@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +145,7 @@ def ask_audio(
             conv.system = settings.system
     backend = sess.backend(model)
     limits = backend.limits(model)
+    _check_clip_count(len(clips), model, limits)  # before decoding a thousand files
     prepared = [prepare(c, limits) for c in clips]  # decode errors surface here, nothing sent
     messages, notes = _messages(conv, prepared, question, limits, settings.max_history_turns)
     notes = [
@@ -194,6 +196,21 @@ def ask_audio(
         if view.mode == "rich":
             answer._shown_in = _execution_count()
     return answer
+
+
+def _check_clip_count(count: int, model: str, limits: Limits) -> None:
+    """Refuse a turn with more clips than the model's input could ever hold.
+
+    Every clip costs at least ``min_audio_tokens``, so this is known from the count alone,
+    before any file is decoded (a cell with a thousand sources fails at once).
+    """
+    most = limits.max_input_tokens // max(limits.min_audio_tokens, 1)
+    if count > most:
+        raise InputError(
+            f"{count} clips in one question: {model} takes at most {most} (each clip costs "
+            f"at least {limits.min_audio_tokens} of its {limits.max_input_tokens} input tokens)",
+            hint="to ask about each clip separately, add --batch (ask_audio([...]) in Python)",
+        )
 
 
 # ---------------------------------------------------------------------- history
@@ -379,15 +396,17 @@ def _complete(
             on_attempt(n)
 
     policy = RetryPolicy(attempts=sess.settings.retries + 1)
-    for event in with_retries(backend, request, policy, cancel=cancel, on_attempt=attempt):
-        if isinstance(event, TextDelta):
-            if first is None:
-                first = time.perf_counter() - started
-            parts.append(event.text)
-            if on_text is not None:
-                on_text(event.text)
-        else:
-            completion = event
+    events = with_retries(backend, request, policy, cancel=cancel, on_attempt=attempt)
+    with closing(events):  # Ctrl-C: the stream is closed, and with it the connection
+        for event in events:
+            if isinstance(event, TextDelta):
+                if first is None:
+                    first = time.perf_counter() - started
+                parts.append(event.text)
+                if on_text is not None:
+                    on_text(event.text)
+            else:
+                completion = event
     assert completion is not None
     outcome = _Outcome(
         "".join(parts),

@@ -28,7 +28,6 @@ import concurrent.futures as cf
 import glob
 import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -405,7 +404,7 @@ class _Plan:
 
 def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
     """One item, start to finish, in a worker thread: its result and the requests sent."""
-    from .ask import _answer, _complete, _cut_note, _messages
+    from .ask import _answer, _check_clip_count, _complete, _cut_note, _messages
 
     parts: list[str] = []
     tries = [0]
@@ -418,6 +417,7 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
             raise job.error
         if plan.cancel.is_set():
             raise Interrupted("interrupted before it was asked")
+        _check_clip_count(len(job.clips), plan.model, plan.limits)
         prepared = job.prepared or tuple(prepare(c, plan.limits) for c in job.clips)
         settings = plan.session.settings
         messages, notes = _messages(
@@ -706,29 +706,11 @@ def _stop(
 
 
 def _abort_connections(backend: Backend) -> None:
-    """Shut down the sockets of ``backend``'s connection pool, waking blocked readers.
-
-    httpx has no public way to abort a request from another thread, and closing a socket
-    leaves a thread blocked in ``recv`` waiting until the server answers; ``shutdown``
-    wakes it at once. The path to the sockets (client → transport → httpcore pool →
-    connection → network stream) is walked defensively: a backend may define ``abort()``.
-    """
+    """Break off ``backend``'s requests in flight, waking blocked readers (HTTP backends
+    shut their pool's sockets down: ``backends/_http.abort_connections``)."""
     abort = getattr(backend, "abort", None)
     if callable(abort):
         abort()
-        return
-    client = getattr(backend, "_client", None)
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    for connection in list(getattr(pool, "connections", None) or []):
-        inner = getattr(connection, "_connection", None)
-        stream = getattr(inner, "_network_stream", None)
-        get_info = getattr(stream, "get_extra_info", None)
-        sock = get_info("socket") if callable(get_info) else None
-        if isinstance(sock, socket.socket):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 # ---------------------------------------------------------------------- progress

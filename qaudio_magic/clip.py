@@ -364,8 +364,14 @@ def _from_string(text: str) -> AudioClip:
     if lower.startswith("data:"):
         return _from_data_url(stripped)
     if lower.startswith("file://"):
+        # percent-decoded (not "+" → space: that is form encoding, not URL paths)
         parsed = urllib.parse.urlsplit(stripped)
-        return _from_path(Path(urllib.parse.unquote(parsed.netloc + parsed.path)), stripped)
+        if parsed.netloc not in ("", "localhost"):
+            raise SourceError(
+                f"{stripped}: a file:// URL of another host ({parsed.netloc}); "
+                "only local files (file:///path) can be read"
+            )
+        return _from_path(Path(urllib.parse.unquote(parsed.path)), stripped)
     if "://" in stripped[:16]:
         scheme = stripped.split("://", 1)[0]
         raise SourceError(

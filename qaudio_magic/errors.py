@@ -76,9 +76,13 @@ class MissingKeyError(ConfigError):
 
 
 class TransportError(QAudioError):
-    """The service could not be reached, or the connection broke mid-answer."""
+    """The service could not be reached, or the connection broke mid-answer.
+
+    ``request_id`` is set when the answer had begun (its frames named one).
+    """
 
     retryable = True
+    request_id: str | None = None
 
 
 # Codes that never succeed on a retry, whatever their HTTP status says.

@@ -402,9 +402,9 @@ class Recorder:
             self._takes.append(clip)
             self._problem = None
         earlier = f"; {n - 1} earlier in {self.name}.takes" if n > 1 else ""
-        self._set_status(
-            f"✔ Take {n}{suffix}: {info.describe()}{note} — <code>{html.escape(self.name)}</code> "
-            f"now means this take{earlier}",
+        self._set_status(  # markup of our own; the label is a file name: escaped
+            f"✔ Take {n}{html.escape(suffix)}: {html.escape(info.describe() + note)} — "
+            f"<code>{html.escape(self.name)}</code> now means this take{html.escape(earlier)}",
             escape=False,
         )
         self._player.layout.display = None

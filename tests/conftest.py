@@ -29,11 +29,13 @@ def emulator_server() -> Iterator[Emulator]:
 
 @pytest.fixture
 def emu(emulator_server: Emulator) -> Iterator[Emulator]:
-    """The emulator with an empty request log and no faults."""
+    """The emulator with an empty request log, no faults and no scripted answers."""
     emulator_server.clear()
     emulator_server.clear_faults()
+    emulator_server.clear_replies()
     yield emulator_server
     emulator_server.clear_faults()
+    emulator_server.clear_replies()
 
 
 @pytest.fixture

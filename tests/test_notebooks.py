@@ -17,6 +17,8 @@ from qaudio_magic.emulator import Emulator
 
 from .conftest import ROOT, TEST_KEY
 
+OPENAI_KEY = "sk-openai-fake-notebook-41d2e8"
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # Base64 openings of audio containers: RIFF/WAVE, ID3/MP3 frames, Ogg, WebM/Matroska, fLaC, MP4.
 AUDIO_SIGNATURES = (
@@ -77,12 +79,15 @@ def test_notebook_runs_against_emulator(path: Path, emu: Emulator, tmp_path: Pat
         DASHSCOPE_API_KEY=TEST_KEY,
         DASHSCOPE_HTTP_BASE_URL=emu.base_url,
         OPENAI_BASE_URL=emu.openai_base_url,  # the emulator's vLLM stand-in, for -m openai:
+        OPENAI_API_KEY=OPENAI_KEY,
     )
     nb = execute(path, env)
     out = texts(nb)
     assert "Traceback" not in out
     assert "Emulated answer" in out, "no answer reached the notebook's outputs"
     assert_no_audio_bytes(nb)
+    saved = nbformat.writes(nb)  # the .ipynb as it would be saved: no key, anywhere
+    assert TEST_KEY not in saved and OPENAI_KEY not in saved
     nbformat.write(nb, tmp_path / path.name)
 
 

@@ -3,6 +3,12 @@
 One :class:`httpx.Client` per backend, reused for keep-alive. Transport failures become
 :class:`~qaudio_magic.errors.TransportError` with a one-line, key-free message; error
 bodies are read as JSON or, whatever the Content-Type says, as SSE frames.
+
+The key is attached by :class:`BearerAuth` as the request leaves, so no header dict of
+ours ever holds it (a ``%xmode Verbose`` traceback prints the locals of every frame), and
+httpx masks it in the request's repr. Sockets wait in slices (:func:`interruptible_transport`)
+so Ctrl-C stops a request at once; :func:`abort_connections` shuts down a client's sockets
+from another thread, which is how an interrupted batch stops its workers.
 """
 
 from __future__ import annotations
@@ -14,16 +20,28 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from .. import __version__
+from .._secret import Secret
 from ..errors import APIError, TransportError
 from ._sse import looks_like_sse, parse_events
 
-__all__ = ["Timeouts", "error_from_response", "make_client", "retry_after", "transport_error"]
+__all__ = [
+    "BearerAuth",
+    "Timeouts",
+    "abort_connections",
+    "error_from_response",
+    "interruptible_transport",
+    "make_client",
+    "retry_after",
+    "too_late",
+    "transport_error",
+]
 
 USER_AGENT = f"qaudio_magic/{__version__} httpx/{httpx.__version__}"
 
@@ -41,10 +59,73 @@ class Timeouts:
     write: float = 120.0
     total: float = 600.0
 
-    def httpx(self) -> httpx.Timeout:
+    def httpx(self, left: float | None = None) -> httpx.Timeout:
+        """httpx's timeouts; with ``left`` (seconds until the total deadline), no single
+        wait may outlast the deadline either."""
+        cap = max(left, 0.001) if left is not None else None
+
+        def capped(value: float) -> float:
+            return min(value, cap) if cap is not None else value
+
         return httpx.Timeout(
-            connect=self.connect, read=self.read, write=self.write, pool=self.connect
+            connect=capped(self.connect),
+            read=capped(self.read),
+            write=capped(self.write),
+            pool=capped(self.connect),
         )
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <key>``, added only as the request is sent."""
+
+    def __init__(self, key: Secret) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(Secret('***'))"
+
+
+def abort_connections(client: httpx.Client) -> None:
+    """Shut down every socket of ``client``'s connection pool, waking blocked readers.
+
+    httpx has no public way to abort a request from another thread, and closing a socket
+    leaves a thread blocked in ``recv`` waiting until the server answers; ``shutdown``
+    wakes it at once, and the request fails with a transport error that closes the
+    connection. Idle keep-alive connections go too (the pool drops them on next use).
+    The path to the sockets (client → transport → httpcore pool → connection → network
+    stream) is walked defensively: httpx or httpcore may reshape their internals.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    for connection in list(getattr(pool, "connections", None) or []):
+        inner = getattr(connection, "_connection", None)
+        stream = getattr(inner, "_network_stream", None)
+        get_info = getattr(stream, "get_extra_info", None)
+        sock = get_info("socket") if callable(get_info) else None
+        if isinstance(sock, socket.socket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def interruptible_transport(**kwargs: Any) -> httpx.HTTPTransport:
+    """httpx's transport, its sockets waiting in 0.1 s slices so that Ctrl-C stops a
+    request within a slice however it is delivered (see ``_net.py``).
+
+    httpx takes no network backend, so it is set on the httpcore pool it builds; should
+    that pool ever look different, the transport is returned as httpx made it.
+    """
+    from ._net import SlicedBackend
+
+    transport = httpx.HTTPTransport(**kwargs)
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = SlicedBackend()
+    return transport
 
 
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:
@@ -52,8 +133,9 @@ def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Clien
 
     TCP_NODELAY: headers and body leave as separate writes, and on a kept-alive
     connection Nagle would hold the body's tail for the server's delayed ACK (~40 ms).
+    Its sockets wait in slices (:func:`interruptible_transport`), so Ctrl-C stops it.
     """
-    transport = httpx.HTTPTransport(
+    transport = interruptible_transport(
         verify=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
@@ -78,8 +160,44 @@ def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def transport_error(exc: httpx.HTTPError, host: str) -> TransportError:
-    """A one-line error for a failed connection, read or write."""
+def transport_error(
+    exc: httpx.HTTPError,
+    host: str,
+    *,
+    request_id: str | None = None,
+    deadline: float | None = None,
+    total: float | None = None,
+) -> TransportError:
+    """A one-line error for a failed connection, read or write (with the request id of
+    an answer that had begun, when there is one).
+
+    A timeout at the total ``deadline`` (each wait is capped by it) is reported as the
+    total timeout, not as the read timeout it technically was.
+    """
+    if (
+        deadline is not None
+        and isinstance(exc, httpx.TimeoutException)
+        and time.monotonic() >= deadline - 0.05
+    ):
+        return too_late(host, total, request_id)
+    error = _transport_error(exc, host)
+    if request_id:
+        error = TransportError(f"{error} (request id {request_id})")
+        error.request_id = request_id
+    return error
+
+
+def too_late(host: str, total: float | None, request_id: str | None) -> TransportError:
+    """The whole answer outlasted the total timeout."""
+    text = f"{host}: the answer took longer than " + (
+        f"{total:g} s (total timeout)" if total is not None else "the total timeout"
+    )
+    error = TransportError(text + (f" (request id {request_id})" if request_id else ""))
+    error.request_id = request_id
+    return error
+
+
+def _transport_error(exc: httpx.HTTPError, host: str) -> TransportError:
     if isinstance(exc, httpx.ConnectTimeout):
         text = f"cannot connect to {host}: timed out"
     elif isinstance(exc, httpx.ConnectError):

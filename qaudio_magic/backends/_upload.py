@@ -45,7 +45,7 @@ import httpx
 from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import APIError, ConfigError, TransportError
-from ._http import error_from_response, retry_after, transport_error
+from ._http import BearerAuth, error_from_response, retry_after, transport_error
 
 __all__ = ["UPLOAD_MODES", "TemporaryUploads", "upload_available"]
 
@@ -54,7 +54,6 @@ BEIJING_HOST = "dashscope.aliyuncs.com"
 FILE_LIFETIME = 48 * 3600.0  # the service keeps temporary files 48 h
 TRUST_FOR = FILE_LIFETIME - 3600.0  # reuse an oss:// URL for 47 h after its upload began
 POLICY_MARGIN = 30.0  # fetch a new policy this long before the old one expires
-UPLOAD_TIMEOUT = 3600.0  # the SDK's own timeout for the OSS form POST
 _SALT = secrets.token_bytes(16)  # per process: cache keys never hold even a plain key hash
 
 
@@ -177,15 +176,14 @@ class TemporaryUploads:
         if hit is not None and not fresh and hit.expires > self._time():
             return hit
         url = f"{self.base_url}/uploads"
-        headers = {
-            "Authorization": f"Bearer {key.reveal()}",
-            "Accept": "application/json; charset=utf-8",
-            **self._extra(),
-        }
+        headers = {"Accept": "application/json; charset=utf-8", **self._extra()}
         host = urlsplit(self.base_url).netloc
         try:
             response = self._client.get(
-                url, params={"action": "getPolicy", "model": model}, headers=headers
+                url,
+                params={"action": "getPolicy", "model": model},
+                headers=headers,
+                auth=BearerAuth(key),  # to the API host only; never to the upload host
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, host) from None
@@ -238,14 +236,13 @@ class TemporaryUploads:
             "Date": email.utils.formatdate(usegmt=True),
         }
         host = str(policy["upload_host"])
-        try:
+        try:  # the client's own timeouts: connect, write stalls, and the wait for OSS's reply
             request = self._client.build_request(
                 "POST",
                 host,
                 data=fields,
                 files={"file": (name, audio.data, None)},
                 headers=headers,
-                timeout=httpx.Timeout(UPLOAD_TIMEOUT, connect=self._client.timeout.connect),
             )
             # The form in one write: httpx streams each part and its headers as its own
             # write (~36 syscalls, each a chance for a batch's other threads to take the GIL)

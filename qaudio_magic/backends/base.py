@@ -128,7 +128,12 @@ Event = TextDelta | Completion
 
 
 class Backend(Protocol):
-    """A route to a model family. Implementations: dashscope, openai_compat, local."""
+    """A route to a model family. Implementations: dashscope, openai_compat, local.
+
+    HTTP backends also have ``abort()``, which breaks off their requests in flight from
+    another thread (an interrupted batch calls it); their sockets wait in slices so that
+    Ctrl-C in the main thread stops a request by itself (``_net.py``).
+    """
 
     route: str
 

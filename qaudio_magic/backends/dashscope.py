@@ -25,7 +25,16 @@ from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
-from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
+from ._http import (
+    BearerAuth,
+    Timeouts,
+    abort_connections,
+    error_from_payload,
+    error_from_response,
+    make_client,
+    too_late,
+    transport_error,
+)
 from ._inline import base64_text, dumps
 from ._sse import looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
@@ -122,6 +131,10 @@ class DashScopeBackend:
     def close(self) -> None:
         self._client.close()
 
+    def abort(self) -> None:
+        """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
+        abort_connections(self._client)
+
     def stream(self, request: Request) -> Iterator[Event]:
         key = self._key()
         if key is None:
@@ -131,17 +144,20 @@ class DashScopeBackend:
             )
         values = self._upload_audio(request, key)
         body = self.build_body(request, values)
-        headers = self.build_headers(request, key, body)
+        headers = self.build_headers(request, body)
         url = self.base_url + GENERATION_PATH
         content = dumps(body)
         deadline = time.monotonic() + self.timeouts.total
+        auth = BearerAuth(key)
         try:
             if request.stream:
-                yield from self._stream(url, content, headers, request, deadline)
+                yield from self._stream(url, content, headers, auth, request, deadline)
             else:
-                yield from self._call(url, content, headers)
+                yield from self._call(url, content, headers, auth, deadline)
         except httpx.HTTPError as exc:
-            raise transport_error(exc, self.host) from None
+            raise transport_error(
+                exc, self.host, deadline=deadline, total=self.timeouts.total
+            ) from None
 
     # ------------------------------------------------------------------ wire
     def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
@@ -173,9 +189,9 @@ class DashScopeBackend:
             "input": {"messages": [self._message(m, values) for m in request.messages]},
         }
 
-    def build_headers(self, request: Request, key: Secret, body: dict[str, Any]) -> dict[str, str]:
+    def build_headers(self, request: Request, body: dict[str, Any]) -> dict[str, str]:
+        """Headers as the SDK sends them; ``Authorization`` is added by :class:`BearerAuth`."""
         headers = {
-            "Authorization": f"Bearer {key.reveal()}",
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "text/event-stream" if request.stream else "application/json; charset=utf-8",
         }
@@ -215,8 +231,18 @@ class DashScopeBackend:
         return base64_text(audio.data, "data:;base64,")  # made once per clip, not per turn
 
     # ------------------------------------------------------------------ responses
-    def _call(self, url: str, content: bytes, headers: dict[str, str]) -> Iterator[Event]:
-        response = self._client.post(url, content=content, headers=headers)
+    def _call(
+        self,
+        url: str,
+        content: bytes,
+        headers: dict[str, str],
+        auth: httpx.Auth,
+        deadline: float,
+    ) -> Iterator[Event]:
+        timeout = self.timeouts.httpx(deadline - time.monotonic())
+        response = self._client.post(
+            url, content=content, headers=headers, auth=auth, timeout=timeout
+        )
         raw = response.content
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.headers, raw, service=SERVICE)
@@ -234,10 +260,19 @@ class DashScopeBackend:
         yield Completion(_usage(last), last.get("request_id"), _finish(last))
 
     def _stream(
-        self, url: str, content: bytes, headers: dict[str, str], request: Request, deadline: float
+        self,
+        url: str,
+        content: bytes,
+        headers: dict[str, str],
+        auth: httpx.Auth,
+        request: Request,
+        deadline: float,
     ) -> Iterator[Event]:
         incremental = bool(request.params.get("incremental_output", True))
-        with self._client.stream("POST", url, content=content, headers=headers) as response:
+        timeout = self.timeouts.httpx(deadline - time.monotonic())
+        with self._client.stream(
+            "POST", url, content=content, headers=headers, auth=auth, timeout=timeout
+        ) as response:
             if response.status_code != 200:
                 raw = response.read()
                 raise error_from_response(
@@ -247,24 +282,35 @@ class DashScopeBackend:
             last: dict[str, Any] = {}
             finish = None
             events = response_events(response)
-            for event in events:
-                if time.monotonic() > deadline:
-                    raise TransportError(
-                        f"{self.host}: the answer took longer than {self.timeouts.total:g} s"
-                    )
-                payload = self._frame_payload(event.event, event.status, event.data)
-                last = payload
-                text = _text_of(payload)
-                if not incremental and text.startswith(sofar):
-                    text = text[len(sofar) :]
-                if text:
-                    sofar += text
-                    yield TextDelta(text)
-                finish = _finish(payload)
-                if finish and finish != "null":
-                    break
+            try:
+                for event in events:
+                    if time.monotonic() > deadline:
+                        raise too_late(self.host, self.timeouts.total, last.get("request_id"))
+                    payload = self._frame_payload(event.event, event.status, event.data)
+                    last = payload
+                    text = _text_of(payload)
+                    if not incremental and text.startswith(sofar):
+                        text = text[len(sofar) :]
+                    if text:
+                        sofar += text
+                        yield TextDelta(text)
+                    finish = _finish(payload)
+                    if finish and finish != "null":
+                        break
+            except httpx.HTTPError as exc:
+                raise transport_error(
+                    exc,
+                    self.host,
+                    request_id=last.get("request_id"),
+                    deadline=deadline,
+                    total=self.timeouts.total,
+                ) from None
             if not finish or finish == "null":
-                raise TransportError(f"{self.host} ended the stream before the answer was complete")
+                rid = last.get("request_id")
+                raise TransportError(
+                    f"{self.host} ended the stream before the answer was complete"
+                    + (f" (request id {rid})" if rid else "")
+                )
             for _ in events:  # read to the end of the body, or the connection cannot be reused
                 if time.monotonic() > deadline:
                     break

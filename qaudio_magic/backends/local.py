@@ -144,9 +144,11 @@ class LocalBackend:
                 except StopIteration:
                     break
                 except queue.Empty:  # the short timeout keeps Ctrl-C responsive
-                    if thread.is_alive() or not streamer.text_queue.empty():
-                        continue
-                    break
+                    # (no `continue` here: on CPython 3.11-3.12 a KeyboardInterrupt at that jump
+                    # skips the `finally` below, and generation would go on)
+                    if not thread.is_alive() and streamer.text_queue.empty():
+                        break
+                    piece = ""
                 if piece:
                     yield TextDelta(piece)
             thread.join()

@@ -39,7 +39,16 @@ from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
 from ..models import lookup, served_name
-from ._http import Timeouts, error_from_payload, error_from_response, make_client, transport_error
+from ._http import (
+    BearerAuth,
+    Timeouts,
+    abort_connections,
+    error_from_payload,
+    error_from_response,
+    make_client,
+    too_late,
+    transport_error,
+)
 from ._inline import base64_text, dumps
 from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
@@ -94,6 +103,10 @@ class OpenAICompatBackend:
     def close(self) -> None:
         self._client.close()
 
+    def abort(self) -> None:
+        """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
+        abort_connections(self._client)
+
     def stream(self, request: Request) -> Iterator[Event]:
         key = self._key()
         if key is None and self._key_required:
@@ -103,19 +116,22 @@ class OpenAICompatBackend:
         spec = lookup(request.model)
         on_wire = request.stream or spec.stream_only
         body = self.build_body(request, stream=on_wire)
-        headers = self.build_headers(key, body, stream=on_wire)
+        headers = self.build_headers(body, stream=on_wire)
         content = dumps(body)
         url = self.base_url + CHAT_PATH
         deadline = time.monotonic() + self.timeouts.total
+        auth = BearerAuth(key) if key is not None else httpx.Auth()  # Auth(): none
         try:
             if not on_wire:
-                yield from self._call(url, content, headers, deadline)
+                yield from self._call(url, content, headers, auth, deadline)
             elif request.stream:
-                yield from self._stream(url, content, headers, deadline)
+                yield from self._stream(url, content, headers, auth, deadline)
             else:  # a stream-only model asked for the whole answer: stream, show it once done
-                yield from _whole(self._stream(url, content, headers, deadline))
+                yield from _whole(self._stream(url, content, headers, auth, deadline))
         except httpx.HTTPError as exc:
-            raise transport_error(exc, self.host) from None
+            raise transport_error(
+                exc, self.host, deadline=deadline, total=self.timeouts.total
+            ) from None
 
     # ------------------------------------------------------------------ wire
     def build_body(self, request: Request, *, stream: bool) -> dict[str, Any]:
@@ -132,15 +148,12 @@ class OpenAICompatBackend:
         body.update(request.params)
         return body
 
-    def build_headers(
-        self, key: Secret | None, body: dict[str, Any], *, stream: bool
-    ) -> dict[str, str]:
+    def build_headers(self, body: dict[str, Any], *, stream: bool) -> dict[str, str]:
+        """Request headers; ``Authorization`` is added by :class:`BearerAuth` when a key is set."""
         headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
         }
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key.reveal()}"
         if self.dialect == "dashscope" and any(
             str(part.get("input_audio", {}).get("data", "")).startswith("oss://")
             for message in body["messages"]
@@ -195,9 +208,20 @@ class OpenAICompatBackend:
 
     # ------------------------------------------------------------------ responses
     def _call(
-        self, url: str, content: bytes, headers: dict[str, str], deadline: float
+        self,
+        url: str,
+        content: bytes,
+        headers: dict[str, str],
+        auth: httpx.Auth,
+        deadline: float,
     ) -> Iterator[Event]:
-        response = self._client.post(url, content=content, headers=headers)
+        response = self._client.post(
+            url,
+            content=content,
+            headers=headers,
+            auth=auth,
+            timeout=self.timeouts.httpx(deadline - time.monotonic()),
+        )
         if response.status_code != 200:
             raise self._error(
                 error_from_response(
@@ -221,9 +245,17 @@ class OpenAICompatBackend:
         )
 
     def _stream(
-        self, url: str, content: bytes, headers: dict[str, str], deadline: float
+        self,
+        url: str,
+        content: bytes,
+        headers: dict[str, str],
+        auth: httpx.Auth,
+        deadline: float,
     ) -> Iterator[Event]:
-        with self._client.stream("POST", url, content=content, headers=headers) as response:
+        timeout = self.timeouts.httpx(deadline - time.monotonic())
+        with self._client.stream(
+            "POST", url, content=content, headers=headers, auth=auth, timeout=timeout
+        ) as response:
             if response.status_code != 200:
                 raw = response.read()
                 raise self._error(
@@ -231,9 +263,13 @@ class OpenAICompatBackend:
                         response.status_code, response.headers, raw, service=self.service
                     )
                 )
-            yield from self._chunks(
-                response_events(response), _request_id(response.headers), deadline
-            )
+            rid = _request_id(response.headers)
+            try:
+                yield from self._chunks(response_events(response), rid, deadline)
+            except httpx.HTTPError as exc:  # broken mid-answer: name the answer's request id
+                raise transport_error(
+                    exc, self.host, request_id=rid, deadline=deadline, total=self.timeouts.total
+                ) from None
 
     def _chunks(
         self, events: Iterable[SSEEvent], rid: str | None, deadline: float
@@ -244,9 +280,7 @@ class OpenAICompatBackend:
         done = False
         for event in events:
             if time.monotonic() > deadline:
-                raise TransportError(
-                    f"{self.host}: the answer took longer than {self.timeouts.total:g} s"
-                )
+                raise too_late(self.host, self.timeouts.total, rid)
             if done:  # nothing may follow [DONE]; read on so the connection can be reused
                 continue
             if event.data.strip() == "[DONE]":
@@ -266,7 +300,10 @@ class OpenAICompatBackend:
                 if choice.get("finish_reason"):
                     finish = str(choice["finish_reason"])
         if not done and finish is None:
-            raise TransportError(f"{self.host} ended the stream before the answer was complete")
+            raise TransportError(
+                f"{self.host} ended the stream before the answer was complete"
+                + (f" (request id {rid})" if rid else "")
+            )
         yield Completion(_usage(usage), rid, finish)
 
     # ------------------------------------------------------------------ errors

@@ -43,10 +43,18 @@ class Emulator:
         key: str | None = None,
         fault: Fault | str | None = None,
         verbose: bool = False,
+        separate_upload_host: bool = False,
     ) -> None:
         standing = parse_fault(fault) if isinstance(fault, str) else fault
         self._required = Secret(key) if key else None
         self.server = EmulatorServer(port, faults=FaultPlan(standing), verbose=verbose)
+        # The real OSS host is not the API host: with a second server the policy names it,
+        # so a test can tell which host saw what. Both log into one request list.
+        self.upload_server: EmulatorServer | None = None
+        if separate_upload_host:
+            self.upload_server = EmulatorServer(0, faults=self.server.faults, verbose=verbose)
+            self.upload_server.requests = self.server.requests
+            self.upload_server._lock = self.server._lock
         self._replies: deque[str] = deque()
         self._replies_lock = threading.Lock()
         self.oss: dict[str, bytes] = {}  # temporary-upload store: oss:// URL -> bytes
@@ -55,34 +63,45 @@ class Emulator:
         self.server.add_route(
             "POST", GENERATION, NativeRoute(check, self.oss_store.get, self._reply_for)
         )
-        self.server.add_route("GET", POLICY_PATH, PolicyRoute(check, self.oss_store))
-        self.server.add_route("POST", OSS_PATH, UploadRoute(self.oss_store))
+        self.server.add_route(
+            "GET", POLICY_PATH, PolicyRoute(check, self.oss_store, lambda: self.upload_root)
+        )
+        oss_server = self.upload_server or self.server
+        oss_server.add_route("POST", OSS_PATH, UploadRoute(self.oss_store))
         self.compatible = CompatRoute("dashscope", check, self.oss_store.get, self._reply_for)
         self.vllm = CompatRoute(  # like vLLM without --api-key, unless a key is required
             "vllm", check, self.oss_store.get, self._reply_for, key_optional=self._required is None
         )
         self.server.add_route("POST", COMPATIBLE_CHAT, self.compatible)
         self.server.add_route("POST", OPENAI_CHAT, self.vllm)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
+    def _servers(self) -> list[EmulatorServer]:
+        return [s for s in (self.server, self.upload_server) if s is not None]
+
     def start(self) -> Emulator:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self.server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="qaudio-emulator",
-                daemon=True,
-            )
-            self._thread.start()
+        if not self._threads:
+            for server in self._servers():
+                thread = threading.Thread(
+                    target=server.serve_forever,
+                    kwargs={"poll_interval": 0.05},
+                    name="qaudio-emulator",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self.server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server.server_close()
+        if self._threads:
+            for server in self._servers():
+                server.shutdown()
+            for thread in self._threads:
+                thread.join(timeout=5)
+            self._threads = []
+        for server in self._servers():
+            server.server_close()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -103,6 +122,13 @@ class Emulator:
     @property
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def upload_root(self) -> str | None:
+        """``http://127.0.0.1:<port>`` of the separate upload server, when there is one."""
+        if self.upload_server is None:
+            return None
+        return f"http://127.0.0.1:{self.upload_server.port}"
 
     @property
     def compatible_base_url(self) -> str:
@@ -147,6 +173,11 @@ class Emulator:
         """The next answers' text, in order (instead of the generated description)."""
         with self._replies_lock:
             self._replies.extend(texts)
+
+    def clear_replies(self) -> None:
+        """Forget scripted answers not used yet."""
+        with self._replies_lock:
+            self._replies.clear()
 
     def _reply_for(self, request: RecordedRequest) -> str | None:
         header = request.headers.get("x-emulator-reply")

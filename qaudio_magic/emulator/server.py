@@ -149,6 +149,18 @@ class _Handler(BaseHTTPRequestHandler):
                         "request_id": str(uuid.uuid4()),
                     },
                 )
+            if reply.frames is None and reply.status == 200 and fault.error_after >= 0:
+                # a whole-JSON answer cannot break off mid-way: it carries the error instead
+                code, message = default_error(fault.status or 400)
+                rid = reply.body.get("request_id") if isinstance(reply.body, dict) else None
+                reply = Reply(
+                    fault.status or 400,
+                    {
+                        "code": fault.code or code,
+                        "message": fault.message or message,
+                        "request_id": rid or str(uuid.uuid4()),
+                    },
+                )
         record.status = reply.status
         # `latency` is the time before the response starts: the work above is part of it,
         # as a real service's own work is part of the latency its clients see.
@@ -262,6 +274,11 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in reply.headers.items():
             self.send_header(k, v)
         self.end_headers()
+        if fault.cut_after >= 0:  # a body cut off half-way: the connection drops mid-answer
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self._reset()
+            return
         self.wfile.write(payload)
         self.wfile.flush()
 
@@ -293,6 +310,11 @@ def _chunked(payload: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(payload), payload)
 
 
+def _weight(request: RecordedRequest) -> int:
+    """Bytes a recorded request holds, about: its body, the JSON parsed from it, decoded audio."""
+    return 3 * len(request.body) + 1_000
+
+
 class EmulatorServer(ThreadingHTTPServer):
     """Loopback-only HTTP server with pluggable routes, faults and a request log."""
 
@@ -307,13 +329,17 @@ class EmulatorServer(ThreadingHTTPServer):
         faults: FaultPlan | None = None,
         verbose: bool = False,
         keep: int = 10_000,
+        keep_bytes: int = 64_000_000,
     ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.faults = faults or FaultPlan()
         self.verbose = verbose
         self.routes: list[tuple[str, str, Route]] = []
         self.requests: list[RecordedRequest] = []
-        self._keep = keep
+        self._keep = keep  # requests kept for tests to inspect, newest last...
+        self._keep_bytes = keep_bytes  # ...and at most about this many bytes of them, so
+        # an emulator serving inline audio for hours does not grow without bound
+        self._kept_bytes = 0
         self._lock = threading.Lock()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -334,9 +360,18 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
+            if not self.requests:  # cleared by a test
+                self._kept_bytes = 0
             self.requests.append(request)
-            if len(self.requests) > self._keep:
-                del self.requests[: len(self.requests) - self._keep]
+            self._kept_bytes += _weight(request)
+            drop = 0
+            while len(self.requests) - drop > 1 and (
+                len(self.requests) - drop > self._keep or self._kept_bytes > self._keep_bytes
+            ):
+                self._kept_bytes -= _weight(self.requests[drop])
+                drop += 1
+            if drop:
+                del self.requests[:drop]
 
     @property
     def port(self) -> int:

@@ -1,6 +1,8 @@
 """DashScope's temporary upload, emulated: ``GET /api/v1/uploads?action=getPolicy`` and the OSS form POST.
 
-The policy names this emulator as ``upload_host`` (``http://127.0.0.1:<port>/oss``).
+The policy names this emulator as ``upload_host`` (``http://127.0.0.1:<port>/oss``), or
+its second, upload-only server (``Emulator(separate_upload_host=True)``), which is how the
+real service looks: the API host and the OSS host differ, and only the first may see a key.
 The form endpoint checks what OSS would (a signed, unexpired policy; the key inside its
 ``upload_dir``; no overwrite of an existing object; a size cap) and, more strictly than
 OSS, what the official SDK sends: exactly its fields in its order, and no
@@ -141,9 +143,15 @@ class OssStore:
 class PolicyRoute:
     """``GET /api/v1/uploads?action=getPolicy&model=...``."""
 
-    def __init__(self, check_key: Callable[[str | None], bool], store: OssStore) -> None:
+    def __init__(
+        self,
+        check_key: Callable[[str | None], bool],
+        store: OssStore,
+        upload_host: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._check_key = check_key
         self._store = store
+        self._upload_host = upload_host  # a separate OSS host, when the emulator runs one
 
     def __call__(self, request: RecordedRequest, fault: Fault) -> Reply:
         rid = str(uuid.uuid4())
@@ -158,7 +166,7 @@ class PolicyRoute:
         if not model:
             return _json_error(400, "InvalidParameter", 'Required parameter "model" missing.', rid)
         data = self._store.issue(model)
-        data["upload_host"] = _host_of(request) + OSS_PATH
+        data["upload_host"] = (self._upload_host() or _host_of(request)) + OSS_PATH
         return Reply(200, {"request_id": rid, "data": data})
 
 

@@ -46,6 +46,9 @@ pytestmark = pytest.mark.browser
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Browser tests last: Playwright's sync API keeps an event loop running in the main
+    # thread for the rest of the session, and later tests that call asyncio.run() fail.
+    items.sort(key=lambda item: "e2e" in str(item.fspath))
     for item in items:
         if "e2e" in str(item.fspath):
             item.add_marker(pytest.mark.browser)

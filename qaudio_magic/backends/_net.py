@@ -1,0 +1,163 @@
+"""Sockets that Ctrl-C can stop: every blocking wait is cut into 0.1 s slices.
+
+A kernel interrupt is a ``KeyboardInterrupt`` raised in the main thread — but only when
+that thread next runs Python code. A thread blocked in ``recv`` (waiting for a first
+token, an upload's reply) or in ``connect`` does not: on Windows, where ipykernel
+interrupts with ``_thread.interrupt_main()``, and on Linux whenever the SIGINT lands on
+another of the kernel's threads, Ctrl-C would wait for the server or the timeout. So
+httpcore's socket I/O is replaced by the same calls with short socket timeouts, looped
+until the real timeout: between two slices Python runs, and a pending Ctrl-C is raised
+right there — at an I/O point, where httpcore closes the connection on any exception.
+
+Why not run requests on a worker thread and wait in slices on the main thread? That
+works too, but costs a thread hand-off per streamed chunk (about 0.5 ms per question on
+loopback, measured with ``bench/bench_overhead.py``); slicing costs nothing while data
+flows.
+
+Loops here never ``continue`` from inside an ``except`` clause: on CPython 3.11 and 3.12 a
+KeyboardInterrupt raised at that jump skips enclosing ``finally`` blocks (3.10 and 3.13
+are fine), and a skipped clean-up would leave a connection open.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+from httpcore._backends.sync import SyncBackend, SyncStream
+
+__all__ = ["SLICE", "SlicedBackend", "SlicedStream", "sliced_sleep"]
+
+SLICE = 0.1  # seconds: the longest Ctrl-C waits for a blocked socket
+_IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, 10035}  # 10035: Windows
+
+
+def _left(deadline: float | None) -> float:
+    """The next slice: SLICE, or less when the deadline is closer (0 when it passed)."""
+    if deadline is None:
+        return SLICE
+    return max(min(SLICE, deadline - time.monotonic()), 0.0)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def sliced_sleep(seconds: float) -> None:
+    """``time.sleep`` that Ctrl-C interrupts within a slice, however it is delivered."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, SLICE))
+
+
+class SlicedStream(SyncStream):
+    """httpcore's blocking stream, waiting in slices."""
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        deadline = _deadline(timeout)
+        while True:
+            wait = _left(deadline)
+            if wait <= 0:
+                raise httpcore.ReadTimeout("timed out")
+            data = self._read_slice(max_bytes, wait)
+            if data is not None:
+                return data
+
+    def _read_slice(self, max_bytes: int, wait: float) -> bytes | None:
+        """Bytes, or None when this slice passed without any."""
+        try:
+            self._sock.settimeout(wait)
+            return self._sock.recv(max_bytes)
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            raise httpcore.ReadError(exc) from exc
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        deadline = _deadline(timeout)  # a write stall: no byte accepted for `timeout`
+        view = memoryview(buffer)
+        while view:
+            wait = _left(deadline)
+            if wait <= 0:
+                raise httpcore.WriteTimeout("timed out")
+            sent = self._write_slice(view, wait)
+            if sent:
+                view = view[sent:]
+                deadline = _deadline(timeout)
+
+    def _write_slice(self, view: memoryview, wait: float) -> int:
+        try:
+            self._sock.settimeout(wait)
+            return self._sock.send(view)
+        except TimeoutError:
+            return 0
+        except OSError as exc:
+            raise httpcore.WriteError(exc) from exc
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        stream = super().start_tls(*args, **kwargs)
+        if type(stream) is SyncStream:  # keep slicing over TLS (not TLS-in-TLS proxies)
+            return SlicedStream(stream._sock)
+        return stream
+
+
+class SlicedBackend(SyncBackend):
+    """httpcore's sync network backend, connecting and waiting in slices."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        deadline = _deadline(timeout)
+        source = None if local_address is None else (local_address, 0)
+        try:
+            sock = _connect(host, port, deadline, source)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout("timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(exc) from exc
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return SlicedStream(sock)
+
+
+def _connect(
+    host: str, port: int, deadline: float | None, source: tuple[str, int] | None
+) -> socket.socket:
+    """``socket.create_connection`` with the wait for each address cut into slices."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            if source is not None:
+                sock.bind(source)
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            while code in _IN_PROGRESS:
+                wait = _left(deadline)
+                if wait <= 0:
+                    raise TimeoutError("timed out")
+                _, writable, _ = select.select([], [sock], [], wait)
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if writable else -1
+                code = errno.EINPROGRESS if code == -1 else code
+            if code:
+                raise OSError(code, os.strerror(code))
+            sock.setblocking(True)
+            return sock
+        except OSError as exc:  # (socket.timeout too): try the next address, or raise
+            sock.close()
+            error = exc
+            if isinstance(exc, socket.timeout):
+                raise
+    raise error or OSError(f"cannot resolve {host}")

@@ -1,0 +1,208 @@
+"""The sliced sockets under every HTTP request (``backends/_net.py``), over TCP and TLS.
+
+The real service is reached over https, so slicing must keep TLS intact: big bodies
+both ways arrive byte for byte, a quiet server still times out as configured, a
+refused or unreachable port fails as httpx would say, and Ctrl-C stops a TLS read in
+the middle of a wait.
+"""
+
+from __future__ import annotations
+
+import _thread
+import hashlib
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qaudio_magic.backends._http import interruptible_transport
+from qaudio_magic.backends._net import SlicedStream, sliced_sleep
+
+BIG = bytes(range(256)) * 40_000  # 10 MB
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/slow":
+            time.sleep(3)
+        body = BIG if self.path == "/big" else b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        received = b""
+        while len(received) < length:  # read slowly: the client's writes must wait
+            received += self.rfile.read(min(1 << 16, length - len(received)))
+            time.sleep(0.001)
+        digest = hashlib.sha256(received).hexdigest().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(digest)))
+        self.end_headers()
+        self.wfile.write(digest)
+
+
+class _Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that give up (timeouts, Ctrl-C) are the point of these tests
+
+
+def _serve(server: ThreadingHTTPServer) -> Iterator[str]:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def plain() -> Iterator[str]:
+    yield from _serve(_Quiet(("127.0.0.1", 0), _Handler))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def tls(certificate: tuple[Path, Path]) -> Iterator[str]:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = _Quiet(("127.0.0.1", 0), _Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    yield from _serve(server)
+
+
+def _client(certificate: tuple[Path, Path] | None = None, **timeouts: float) -> httpx.Client:
+    verify: ssl.SSLContext | bool = True
+    if certificate is not None:
+        verify = ssl.create_default_context(cafile=str(certificate[0]))
+    return httpx.Client(
+        transport=interruptible_transport(verify=verify),
+        timeout=httpx.Timeout(5.0, **timeouts),
+    )
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_big_bodies_both_ways_arrive_intact(
+    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+) -> None:
+    host = plain if scheme == "http" else tls
+    with _client(certificate) as client:
+        got = client.get(f"{scheme}://{host}/big")
+        assert got.content == BIG
+        stream = client._transport._pool.connections[0]._connection._network_stream  # type: ignore[attr-defined]
+        assert isinstance(stream, SlicedStream)  # TLS kept the slicing too
+        sent = client.post(f"{scheme}://{host}/echo", content=BIG)
+        assert sent.text == hashlib.sha256(BIG).hexdigest()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_quiet_server_times_out_as_configured(
+    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+) -> None:
+    host = plain if scheme == "http" else tls
+    with _client(certificate, read=0.35) as client:
+        started = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout):
+            client.get(f"{scheme}://{host}/slow")
+        assert 0.35 <= time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_ctrl_c_stops_a_wait_within_a_slice(
+    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+) -> None:
+    host = plain if scheme == "http" else tls
+    with _client(certificate) as client:
+        client.get(f"{scheme}://{host}/ok")  # connected, and kept alive
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        started = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            client.get(f"{scheme}://{host}/slow")
+        took = time.perf_counter() - started
+        timer.join()
+        assert took < 1.0, f"Ctrl-C took {took:.2f} s"
+        assert client.get(f"{scheme}://{host}/ok").text == "ok"  # the client still works
+
+
+def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with _client() as client, pytest.raises(httpx.ConnectError, match="Connection refused"):
+        client.get(f"http://127.0.0.1:{closed}/")
+    server = socket.socket()  # a full accept queue: SYNs go unanswered
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    try:
+        with _client(connect=0.3) as client:
+            started = time.perf_counter()
+            with pytest.raises(httpx.ConnectTimeout):
+                client.get(f"http://127.0.0.1:{port}/")
+            assert 0.3 <= time.perf_counter() - started < 2.0
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        with _client(connect=10) as client:
+            started = time.perf_counter()
+            with pytest.raises(KeyboardInterrupt):
+                client.get(f"http://127.0.0.1:{port}/")
+            assert time.perf_counter() - started < 1.0  # Ctrl-C while connecting
+            timer.join()
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
+
+
+def test_sliced_sleep_sleeps_and_stops_on_ctrl_c() -> None:
+    started = time.perf_counter()
+    sliced_sleep(0.25)
+    assert 0.25 <= time.perf_counter() - started < 0.5
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    timer.start()
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        sliced_sleep(10)
+    assert time.perf_counter() - started < 0.6
+    timer.join()
