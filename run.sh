@@ -44,6 +44,8 @@ case "${1:-}" in
         if [ $# -gt 0 ]; then
             "$PY" -m pytest "$@"
         else
+            "$PY" -m ruff check qaudio_magic tests bench scripts
+            "$PY" -m mypy qaudio_magic
             # Browser tests in their own process: Playwright's sync API keeps an event loop
             # registered in the main thread for as long as its browser lives.
             "$PY" -m pytest tests --ignore=tests/e2e

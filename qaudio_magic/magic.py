@@ -15,7 +15,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,7 @@ class QAudioMagic(Magics):
         except ValueError as exc:
             raise UsageError(f"cannot parse the magic line: {exc}") from None
         try:
-            args = self.qaudio.parser.parse_args(argv)
+            args = self.qaudio.parser.parse_args(argv)  # type: ignore[union-attr] # magic_arguments
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%qaudio?)") from None
         from .batch import is_many
@@ -621,7 +621,7 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _show_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _show_table(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     """A table as escaped HTML with a plain-text fallback."""
     from IPython.display import display
 

@@ -9,6 +9,7 @@ tokenizer is byte-level BPE with no merges (256 byte symbols plus Qwen's special
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = ["save_tiny_qwen2_audio"]
 
@@ -44,7 +45,7 @@ def save_tiny_qwen2_audio(directory: str | Path, *, seed: int = 0) -> Path:
         pad_token="<|endoftext|>",
     )
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    ids = {token: int(tokenizer.convert_tokens_to_ids(token)) for token in SPECIAL_TOKENS}
+    ids = {token: _token_id(tokenizer, token) for token in SPECIAL_TOKENS}
     features = WhisperFeatureExtractor(
         feature_size=128, sampling_rate=16_000, hop_length=160, n_fft=400, chunk_length=30
     )
@@ -81,3 +82,10 @@ def save_tiny_qwen2_audio(directory: str | Path, *, seed: int = 0) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def _token_id(tokenizer: Any, token: str) -> int:
+    """The id of one token (``convert_tokens_to_ids`` is typed for lists too)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(found, int), token
+    return found

@@ -70,12 +70,12 @@ def decode_item(
                 "InvalidParameter",
                 "oss:// URLs need the header X-DashScope-OssResourceResolve: enable.",
             )
-        data = oss_lookup(value) if oss_lookup else None
-        if data is None:
+        found = oss_lookup(value) if oss_lookup else None
+        if found is None:
             raise ItemError(
                 400, "InvalidParameter", f"The oss resource {value} does not exist or has expired."
             )
-        return _decoded("oss", data)
+        return _decoded("oss", found)
     if value.startswith(("http://", "https://")):
         if not _is_loopback(value):
             return ReceivedAudio(
