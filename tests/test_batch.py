@@ -97,11 +97,15 @@ def test_batch_reuses_the_backends_connections(
 def test_default_progress_bar_is_tqdm(
     session: Session, emu: Emulator, tmp_path: Path, capsys
 ) -> None:
+    def monitors() -> set[threading.Thread]:  # another library's tqdm may have started one
+        return {t for t in threading.enumerate() if "monitor" in type(t).__name__.lower()}
+
     paths = make_clips(tmp_path / "few", 5)
+    before = monitors()
     ask_audio(paths, "Q")
     err = capsys.readouterr().err
     assert "5/5" in err and "clip" in err
-    assert not [t for t in threading.enumerate() if "monitor" in type(t).__name__.lower()]
+    assert monitors() <= before  # our bar starts no monitor thread
     ask_audio(paths, "Q", display=False)
     assert capsys.readouterr().err == ""
 
@@ -181,10 +185,12 @@ def test_ctrl_c_from_progress_keeps_finished_and_stops_in_flight(
     assert answers.interrupted
     assert took < 4, f"Ctrl-C took {took:.1f} s: in-flight requests were waited for"
     assert len(answers) == 40
-    assert [type(a) for a in answers[:8]] == [Answer] * 8
-    rest = answers[8:]
+    # the 8 that finished are kept (which 8 arrived first is up to the worker threads)
+    finished = [a for a in answers if isinstance(a, Answer)]
+    rest = [a for a in answers if not isinstance(a, Answer)]
+    assert len(finished) == 8 and len(rest) == 32
     assert all(isinstance(f, Failure) and isinstance(f.error, Interrupted) for f in rest)
-    assert rest[-1].clips[0].name == "clip_039.wav"  # never started, still named
+    assert answers[-1].clips[0].name == "clip_039.wav"  # never started, still named
     assert not _batch_threads()
     assert not _client_sockets(emu.port), "a connection of the batch is still open"
     assert "interrupted" in answers._repr_mimebundle_()[0]["text/plain"]
