@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import ipaddress
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -126,6 +128,42 @@ def interruptible_transport(**kwargs: Any) -> httpx.HTTPTransport:
     if pool is not None and hasattr(pool, "_network_backend"):
         pool._network_backend = SlicedBackend()
     return transport
+
+
+class HTTPBackend:
+    """What the HTTP backends share: a base URL, timeouts, extra headers and one
+    keep-alive client, closed by ``close`` and broken off (Ctrl-C) by ``abort``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts or Timeouts()
+        self._headers = dict(headers or {})
+        self._client = make_client(self.timeouts)
+        self.host = urlsplit(self.base_url).netloc or self.base_url
+
+    def close(self) -> None:
+        self._client.close()
+
+    def abort(self) -> None:
+        """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
+        abort_connections(self._client)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (the emulator, a test server)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import hashlib
-import ipaddress
 import json
 import mimetypes
 import secrets
@@ -45,7 +44,7 @@ import httpx
 from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import APIError, ConfigError, TransportError
-from ._http import BearerAuth, error_from_response, retry_after, transport_error
+from ._http import BearerAuth, error_from_response, is_loopback, retry_after, transport_error
 
 __all__ = ["UPLOAD_MODES", "TemporaryUploads", "upload_available"]
 
@@ -60,16 +59,6 @@ _SALT = secrets.token_bytes(16)  # per process: cache keys never hold even a pla
 def _now() -> float:
     """Wall-clock seconds (a function so tests can move time forward)."""
     return time.time()
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @functools.lru_cache(maxsize=32)  # asked on every question; parsing an IP costs ~15 µs

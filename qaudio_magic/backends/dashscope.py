@@ -17,7 +17,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,11 +26,10 @@ from ..errors import AudioTooLargeError, ConfigError, MissingKeyError, Transport
 from ..models import lookup
 from ._http import (
     BearerAuth,
+    HTTPBackend,
     Timeouts,
-    abort_connections,
     error_from_payload,
     error_from_response,
-    make_client,
     too_late,
     transport_error,
 )
@@ -50,7 +48,7 @@ SERVICE = "DashScope"
 _DECODE = json.JSONDecoder().raw_decode
 
 
-class DashScopeBackend:
+class DashScopeBackend(HTTPBackend):
     """Qwen-Audio over DashScope's native API."""
 
     route = "dashscope"
@@ -64,12 +62,8 @@ class DashScopeBackend:
         headers: dict[str, str] | None = None,
         upload: str = "auto",
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, timeouts=timeouts, headers=headers)
         self._key = key
-        self.timeouts = timeouts or Timeouts()
-        self._headers = dict(headers or {})
-        self._client = make_client(self.timeouts)
-        self.host = urlsplit(self.base_url).netloc or self.base_url
         if upload not in UPLOAD_MODES:
             raise ConfigError(f"upload must be one of {', '.join(UPLOAD_MODES)}, not {upload!r}")
         self.upload = upload
@@ -127,13 +121,6 @@ class DashScopeBackend:
         body = self.build_body(request, values)
         size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
         return routes, size
-
-    def close(self) -> None:
-        self._client.close()
-
-    def abort(self) -> None:
-        """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
-        abort_connections(self._client)
 
     def stream(self, request: Request) -> Iterator[Event]:
         key = self._key()

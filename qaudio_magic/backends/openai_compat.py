@@ -31,7 +31,6 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,11 +40,10 @@ from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, Tran
 from ..models import lookup, served_name
 from ._http import (
     BearerAuth,
+    HTTPBackend,
     Timeouts,
-    abort_connections,
     error_from_payload,
     error_from_response,
-    make_client,
     too_late,
     transport_error,
 )
@@ -66,7 +64,7 @@ _MM_LIMIT_HINT = (
 )
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(HTTPBackend):
     """Qwen-Omni over DashScope's compatible mode, or any server speaking OpenAI's chat API."""
 
     def __init__(
@@ -83,7 +81,7 @@ class OpenAICompatBackend:
         timeouts: Timeouts | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, timeouts=timeouts, headers=headers)
         self.route = route
         self.dialect: Dialect = dialect
         self.service = service
@@ -91,21 +89,10 @@ class OpenAICompatBackend:
         self._key_required = key_required
         self._missing_key = missing_key
         self._key_hint = key_hint
-        self.timeouts = timeouts or Timeouts()
-        self._headers = dict(headers or {})
-        self._client = make_client(self.timeouts)
-        self.host = urlsplit(self.base_url).netloc or self.base_url
 
     # ------------------------------------------------------------------ API
     def limits(self, model: str) -> Limits:
         return lookup(model).limits
-
-    def close(self) -> None:
-        self._client.close()
-
-    def abort(self) -> None:
-        """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
-        abort_connections(self._client)
 
     def stream(self, request: Request) -> Iterator[Event]:
         key = self._key()

@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import re
 import threading
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
+from ..backends._http import is_loopback
 from .server import ReceivedAudio
 
 __all__ = ["compose", "decode_item", "estimate_tokens", "split_tokens"]
@@ -32,16 +31,6 @@ class ItemError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def decode_item(
@@ -77,7 +66,7 @@ def decode_item(
             )
         return _decoded("oss", found)
     if value.startswith(("http://", "https://")):
-        if not _is_loopback(value):
+        if not is_loopback(value):
             return ReceivedAudio(
                 "url",
                 0,
