@@ -111,6 +111,15 @@ class JupyterServer:
             time.sleep(0.3)
         raise AssertionError(f"no kernel session for {notebook}")
 
+    def shutdown_kernels(self) -> None:
+        """End every session, so that tests don't share kernel state."""
+        for sess in self.api("/api/sessions"):
+            req = urllib.request.Request(f"{self.url}/api/sessions/{sess['id']}", method="DELETE")
+            try:
+                urllib.request.urlopen(req, timeout=10)
+            except OSError:
+                pass
+
     def kernel_is_idle(self, notebook: str) -> bool:
         for sess in self.api("/api/sessions"):
             if sess.get("path", "").endswith(notebook):
@@ -290,9 +299,4 @@ def open_notebook(jupyter: JupyterServer, browser: Any) -> Iterator[Any]:
     yield _open
     for page in pages:
         page.close()
-    for sess in jupyter.api("/api/sessions"):  # shut kernels down so tests don't share state
-        req = urllib.request.Request(f"{jupyter.url}/api/sessions/{sess['id']}", method="DELETE")
-        try:
-            urllib.request.urlopen(req, timeout=10)
-        except OSError:
-            pass
+    jupyter.shutdown_kernels()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -174,11 +173,7 @@ def test_refused_microphone_says_so_and_upload_still_works(jupyter, browser) -> 
         nb.assert_no_widget_errors()
     finally:
         page.close()
-        for sess in jupyter.api("/api/sessions"):
-            req = urllib.request.Request(
-                f"{jupyter.url}/api/sessions/{sess['id']}", method="DELETE"
-            )
-            urllib.request.urlopen(req, timeout=10)
+        jupyter.shutdown_kernels()
 
 
 # ipywebrtc's own onstop code (jupyter-webrtc 0.6.0, AudioRecorderModel.updateRecord): a blob
@@ -221,8 +216,4 @@ def test_take_over_the_message_limit_is_not_lost_silently(jupyter, browser) -> N
         nb.assert_no_widget_errors()
     finally:
         page.close()
-        for sess in jupyter.api("/api/sessions"):
-            req = urllib.request.Request(
-                f"{jupyter.url}/api/sessions/{sess['id']}", method="DELETE"
-            )
-            urllib.request.urlopen(req, timeout=10)
+        jupyter.shutdown_kernels()
