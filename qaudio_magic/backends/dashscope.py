@@ -133,6 +133,13 @@ class DashScopeBackend(HTTPBackend):
         spec = lookup(request.model)
         if not spec.streams:  # Qwen3-ASR: annotations in a stream are UNVERIFIED (models.py)
             request = dataclasses.replace(request, stream=False)
+        try:
+            yield from self._send(request, key)
+        except APIError as exc:  # uploads included: a key of another region fails there first
+            add_model_hint(exc, spec, self.host)
+            raise
+
+    def _send(self, request: Request, key: Secret) -> Iterator[Event]:
         values = self._upload_audio(request, key)
         body = self.build_body(request, values)
         headers = self.build_headers(request, body)
@@ -149,9 +156,6 @@ class DashScopeBackend(HTTPBackend):
             raise transport_error(
                 exc, self.host, deadline=deadline, total=self.timeouts.total
             ) from None
-        except APIError as exc:
-            add_model_hint(exc, spec, self.host)
-            raise
 
     # ------------------------------------------------------------------ wire
     def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:

@@ -152,6 +152,14 @@ class OpenAICompatBackend(HTTPBackend):
         on_wire = (request.stream or spec.stream_only) and (
             spec.streams or self.dialect != "dashscope"
         )
+        try:
+            yield from self._send(request, key, on_wire)
+        except APIError as exc:  # uploads included
+            if self.dialect == "dashscope":
+                add_model_hint(exc, spec, self.host)
+            raise
+
+    def _send(self, request: Request, key: Secret | None, on_wire: bool) -> Iterator[Event]:
         values = self._upload_audio(request, key) if key is not None else {}
         body = self.build_body(request, stream=on_wire, audio_values=values)
         headers = self.build_headers(body, stream=on_wire)
@@ -170,10 +178,6 @@ class OpenAICompatBackend(HTTPBackend):
             raise transport_error(
                 exc, self.host, deadline=deadline, total=self.timeouts.total
             ) from None
-        except APIError as exc:
-            if self.dialect == "dashscope":
-                add_model_hint(exc, spec, self.host)
-            raise
 
     def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
         """``oss://`` URLs for the request's local audio (uploaded once, then reused)."""
