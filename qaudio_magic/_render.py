@@ -45,7 +45,12 @@ def render_markdown(text: str) -> str:
 _STYLE = (
     "<style>.qaudio-answer .qaudio-meta{color:var(--jp-ui-font-color2,#666);font-size:0.85em}"
     ".qaudio-answer .qaudio-note{color:var(--jp-warn-color0,#a60);font-size:0.85em}"
-    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}</style>"
+    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}"
+    ".qaudio-answer .qaudio-bit{white-space:nowrap}"
+    ".qaudio-answer .qaudio-still{margin:2px 0 4px}"
+    # the static waveform picture is for saved notebooks: hidden where a live player renders
+    ".jp-OutputArea:has(.qaudio-player) .qaudio-still,"
+    ".output:has(.qaudio-player) .qaudio-still{display:none}</style>"
 )
 
 
@@ -59,11 +64,16 @@ def bundle(
     status: str | None = None,
     metadata: dict[str, Any] | None = None,
     segments: Sequence[str] = (),
+    context: str | None = None,
+    pictures: Sequence[str] = (),
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Mime bundle (text/html + text/plain) and metadata for one answer.
 
     ``segments``: labels of the times the answer mentions (made from parsed numbers, e.g.
     ``1.53–1.87 s``), listed as text so they survive where the player cannot render.
+    ``context``: the conversation line of a follow-up (which turn, which clips are sent
+    again). ``pictures``: static waveform pictures (``_picture.picture_html``, our own
+    markup, never model text) for saved notebooks.
     """
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
@@ -71,6 +81,9 @@ def bundle(
     if question:
         head += f" — <i>{esc(_clip_text(question, 160))}</i>"
     parts.append(f'<div class="qaudio-meta">{head}</div>')
+    if context:
+        parts.append(f'<div class="qaudio-meta">{_bits(context)}</div>')
+    parts.extend(pictures)
     parts.extend(f'<div class="qaudio-note">{esc(n)}</div>' for n in notes)
     body = render_markdown(text) if text else "<p><i>…</i></p>"
     parts.append(f'<div class="qaudio-body">{body}</div>')
@@ -79,12 +92,14 @@ def bundle(
     if segments:
         parts.append(f'<div class="qaudio-meta">⏱ times: {esc(", ".join(segments))}</div>')
     if footer:
-        parts.append(f'<div class="qaudio-meta">{esc(footer)}</div>')
+        parts.append(f'<div class="qaudio-meta">{_bits(footer)}</div>')
     parts.append("</div>")
 
     plain = [f"[{clips_line}]" if clips_line else "[follow-up]"]
     if question:
         plain[0] += f" {question}"
+    if context:
+        plain.append(context)
     plain.extend(f"note: {n}" for n in notes)
     plain.append(text or "…")
     if status:
@@ -95,6 +110,14 @@ def bundle(
         plain.append(f"-- {footer}")
     data = {"text/html": "".join(parts), "text/plain": "\n".join(plain)}
     return data, {"qaudio": metadata or {}}
+
+
+def _bits(line: str) -> str:
+    """A ``·``-separated line, escaped, wrapping only between its parts (a request id or a
+    clip name never breaks in the middle)."""
+    return " · ".join(
+        f'<span class="qaudio-bit">{html.escape(bit)}</span>' for bit in line.split(" · ")
+    )
 
 
 def _clip_text(text: str, limit: int) -> str:

@@ -39,6 +39,11 @@ class Answer:
     # Times the answer mentions, relative to the clip they refer to (see segments.py)
     segments: tuple[Segment, ...] = ()
     cached: bool = False  # served from the response cache, not asked again
+    # "conversation default, turn 3 · also sent: a.wav (7.0 s)" for a turn that continues one
+    context: str | None = None
+    clip_labels: tuple[str, ...] = ()  # what was sent of each clip ("a.wav [0–30 s] · 30.0 s")
+    unknown_audio: int = 0  # clips whose length the kernel does not know (URLs)
+    pictures: tuple[str, ...] = field(default=(), repr=False)  # static waveforms (saved notebooks)
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
 
     def __str__(self) -> str:
@@ -47,13 +52,21 @@ class Answer:
     # ------------------------------------------------------------------ presentation
     @property
     def clips_line(self) -> str:
-        return ", ".join(c.label() for c in self.clips)
+        """What was sent, as the live view's header said it."""
+        return ", ".join(self.clip_labels or [c.label() for c in self.clips])
 
     def footer(self) -> str:
         """Model · audio · usage · latency · request id, as one line."""
         bits = [f"{self.model} (cached)" if self.cached else self.model]
         if self.audio_seconds or self.estimated_audio_tokens:
-            audio = f"audio {self.audio_seconds:.1f} s ≈ {self.estimated_audio_tokens} tok"
+            if not self.unknown_audio:
+                audio = f"audio {self.audio_seconds:.1f} s ≈ {self.estimated_audio_tokens} tok"
+            else:  # a URL is fetched by the service: its length is not known here
+                urls = plural(self.unknown_audio, "URL clip")
+                known = f"{self.audio_seconds:.1f} s + " if self.audio_seconds else ""
+                audio = (
+                    f"audio {known}{urls} of unknown length ≤ {self.estimated_audio_tokens} tok"
+                )
             if self.usage and self.usage.audio_tokens is not None:
                 audio += f" (service: {self.usage.audio_tokens})"
             bits.append(audio)
@@ -77,7 +90,7 @@ class Answer:
             "request_id": self.request_id,
             "conversation": self.conversation,
             "usage": self.usage.as_dict() if self.usage else None,
-            "clips": [c.describe() for c in self.clips],
+            "clips": [c.describe(paths=False) for c in self.clips],
             "segments": [[s.start, s.end] for s in self.segments],
             "cached": self.cached,
         }
@@ -93,17 +106,25 @@ class Answer:
             footer=self.footer(),
             metadata=self.metadata(),
             segments=[s.label() for s in self.segments],
+            context=self.context,
+            pictures=self.pictures,
         )
         data["text/markdown"] = _inert_markdown(self.text)
         return data, md
 
     def _ipython_display_(self) -> None:
-        """Display, unless this very cell already shows the answer live (no double output)."""
+        """Display, unless this very cell already shows the answer live (no double output):
+        a notebook then gets no second copy, a terminal's ``Out[n]:`` only the one-line repr.
+        ``_`` and ``Out[n]`` hold the answer either way."""
         from IPython import get_ipython
         from IPython.display import display
 
         shell = get_ipython()
         if shell is not None and self._shown_in == shell.execution_count:
+            from .view import display_mode
+
+            if display_mode() == "plain":
+                print(repr(self))
             return
         data, md = self._repr_mimebundle_()
         display(data, metadata=md, raw=True)
@@ -285,7 +306,7 @@ class Answers(Sequence[Result]):
             "question": self.question,
             "items": [
                 {
-                    "clips": [c.describe() for c in r.clips],
+                    "clips": [_describe(c) for c in r.clips],
                     "request_id": r.request_id,
                     "cached": r.cached,
                     "error": r.error.one_line() if isinstance(r, Failure) else None,
@@ -330,6 +351,15 @@ class Answers(Sequence[Result]):
         if self.labels is not None:
             frame.index = pd.Index(self.labels)
         return frame
+
+
+def _describe(clip: AudioClip) -> dict[str, Any]:
+    """A clip's facts for output metadata, without paths; a clip that cannot be read or
+    decoded (a failed row) is named only, never measured again."""
+    try:
+        return clip.describe(paths=False)
+    except QAudioError:
+        return {"name": clip.name, "kind": clip.kind}
 
 
 def _source_of(clips: Sequence[AudioClip]) -> str:

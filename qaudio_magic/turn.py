@@ -19,6 +19,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._format import span
 from ._prepare import prepare
 from ._retry import RetryPolicy, with_retries
 from .backends.base import (
@@ -36,7 +37,7 @@ from .backends.base import (
 )
 from .cache import CacheMode, describe_request, key_of, request_material, route_of
 from .clip import AudioClip
-from .conversation import Conversation, Turn, estimate_text_tokens
+from .conversation import Conversation, History, Turn, estimate_text_tokens
 from .errors import CacheMissError, InputError
 from .segments import find_segments
 
@@ -59,6 +60,11 @@ class TurnPlan:
     notes: tuple[str, ...]
     limits: Limits
     conversation: Conversation
+    # "conversation default, turn 3 · also sent: a.wav (7.0 s)": the answer's header line
+    # for a turn that continues a conversation (None for its first turn)
+    context: str | None = None
+    # new audio joins a conversation whose earlier, other audio is sent again with it
+    mixes_clips: bool = False
 
     @property
     def reference(self) -> PreparedAudio | None:
@@ -104,10 +110,50 @@ def plan_turn(
     """
     check_clip_count(len(clips), model, limits)  # before decoding a thousand files
     ready = tuple(prepared) if prepared is not None else tuple(prepare(c, limits) for c in clips)
-    messages, history_notes = _messages(conversation, ready, question, limits, max_history_turns)
-    notes = (*(n for p in ready for n in p.notes), *history_notes)
+    messages, history = _messages(conversation, ready, question, limits, max_history_turns)
+    dropped = history.note(limits.max_input_tokens)
+    notes = (*(n for p in ready for n in p.notes), *([dropped] if dropped else []))
     request = Request(model=model, messages=tuple(messages), params=params, stream=stream)
-    return TurnPlan(request, tuple(clips), ready, question, notes, limits, conversation)
+    earlier = _sent_again(history, limits)
+    context = None
+    if len(conversation):
+        context = f"conversation {conversation.name}, turn {len(conversation) + 1}"
+        if earlier:
+            context += f" · also sent: {_names(earlier)}"
+    own = {_identity(p) for p in ready}
+    mixes = bool(ready) and any(_identity(p) not in own for p in earlier)
+    return TurnPlan(
+        request, tuple(clips), ready, question, notes, limits, conversation, context, mixes
+    )
+
+
+def _identity(p: PreparedAudio) -> tuple[object, ...]:
+    return (p.clip.sha256 if not p.clip.is_remote else p.url, p.start, p.seconds)
+
+
+def _sent_again(history: History, limits: Limits) -> list[PreparedAudio]:
+    """The earlier clips sent again with this turn, each once, in order."""
+    seen: dict[tuple[object, ...], PreparedAudio] = {}
+    for turn in history.turns:
+        for clip in turn.clips:
+            p = prepare(clip, limits)
+            seen.setdefault(_identity(p), p)
+    return list(seen.values())
+
+
+def _names(items: Sequence[PreparedAudio], most: int = 3) -> str:
+    """``a.wav (7.0 s), b.wav [80–110 s] (30.0 s)``: what was sent, for people."""
+
+    def one(p: PreparedAudio) -> str:
+        text = p.clip.name
+        if p.seconds is not None:
+            if p.clip.is_windowed or p.cut_seconds:
+                text += f" [{span(p.start, p.start + p.seconds)}]"
+            text += f" ({p.seconds:.1f} s)"
+        return text
+
+    shown = ", ".join(one(p) for p in items[:most])
+    return shown + (f" +{len(items) - most} more" if len(items) > most else "")
 
 
 def check_clip_count(count: int, model: str, limits: Limits) -> None:
@@ -131,7 +177,7 @@ def _messages(
     question: str | None,
     limits: Limits,
     max_turns: int,
-) -> tuple[list[Message], list[str]]:
+) -> tuple[list[Message], History]:
     """System + the history that fits the input budget + the new user message."""
 
     def audio_cost(items: Sequence[PreparedAudio]) -> int:
@@ -155,22 +201,16 @@ def _messages(
             f"this question alone needs about {fixed} input tokens; the model takes "
             f"{limits.max_input_tokens} (send fewer or shorter clips)"
         )
-    history, dropped = conv.history(limits.max_input_tokens - fixed, turn_cost, max_turns=max_turns)
-    notes: list[str] = []
-    if dropped:
-        notes.append(
-            f"{dropped} earlier turn{'s' if dropped > 1 else ''} of '{conv.name}' not sent: "
-            f"over the {limits.max_input_tokens}-token input budget or max_history_turns"
-        )
+    history = conv.history(limits.max_input_tokens - fixed, turn_cost, max_turns=max_turns)
     messages: list[Message] = []
     if conv.system:
         messages.append(Message("system", (TextPart(conv.system),)))
-    for turn in history:
+    for turn in history.turns:
         items = [prepare(c, limits) for c in turn.clips]
         messages.append(_user(items, turn.question))
         messages.append(Message("assistant", (TextPart(turn.answer),)))
     messages.append(_user(prepared, question))
-    return messages, notes
+    return messages, history
 
 
 def _user(items: Sequence[PreparedAudio], question: str | None) -> Message:
@@ -325,4 +365,7 @@ def answer_for(plan: TurnPlan, outcome: Outcome, *, conversation: str | None) ->
         finish_reason=outcome.finish_reason,
         cached=outcome.cached,
         segments=tuple(segments),
+        context=plan.context,
+        clip_labels=tuple(p.label for p in plan.prepared),
+        unknown_audio=sum(1 for m in request.messages for a in m.audio if a.seconds is None),
     )

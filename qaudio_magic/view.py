@@ -1,13 +1,18 @@
 """AnswerView: what the user sees while and after an answer streams in.
 
-In a notebook: one waveform player per clip of the turn (:mod:`qaudio_magic.player`;
-it never autoplays), then the answer as one display that is updated in place as text
-arrives, then a footer. When the answer is complete, the times it mentions become
-segments on the player of the clip they refer to (for a follow-up, a player for the
-conversation's clip is shown under the answer). Every output carries a plain-text
-fallback listing those times, so a notebook saved with default settings (no widget
-state) still says which clip the answer is about and where, and holds no audio bytes.
-In a terminal the text is printed as it arrives.
+In a notebook: one waveform player per clip of the turn (:mod:`qaudio_magic.player`; it
+never autoplays) — for a follow-up, the player of the conversation's clip its times refer
+to — then the answer as one display that is updated in place as text arrives, then a
+footer. Players always sit above their answer. When the answer is complete, the times it
+mentions become segments on the player of the clip they refer to. Every output carries a
+static record: the answer's plain output lists those times as text and shows a small
+picture of each waveform with them marked (:mod:`qaudio_magic._picture`), so a notebook
+saved with default settings (no widget state) still shows which clip the answer is about
+and where, and holds no audio bytes. In a terminal the text is printed as it arrives.
+
+A failure before any text arrived leaves nothing behind but the error's one line: what
+was drawn is removed (no empty player, no "…"); "Incomplete" is only for an answer that
+was cut after its text began.
 """
 
 from __future__ import annotations
@@ -58,19 +63,25 @@ class AnswerView:
         question: str | None,
         notes: Sequence[str] = (),
         mode: str = "rich",
+        context: str | None = None,
+        reference: PreparedAudio | None = None,
     ) -> None:
         self.audio = list(audio)
         self.question = question
         self.notes = list(notes)
         self.mode = mode
+        self.context = context  # "conversation default, turn 3 · also sent: a.wav (7.0 s)"
+        self.reference = reference  # the audio the answer's times refer to
         self.text = ""
         self._handle: Any = None
         self._last_render = 0.0
         self._dirty = False
+        self._head_printed = False
         self.players: list[Any] = []
+        self._shown: list[PreparedAudio] = []  # the audio of each player, in order
         self._player_handles: list[Any] = []
-        self._after: list[Any] = []  # players shown under the answer (follow-ups)
         self.segments: list[Segment] = []
+        self.pictures: list[str] = []  # static waveform pictures, once the answer is complete
 
     @property
     def clips_line(self) -> str:
@@ -78,23 +89,38 @@ class AnswerView:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """Draw the players and the answer's place (a terminal prints its header only
+        once text arrives, so an error before that prints nothing but itself)."""
         if self.mode == "plain":
-            head = f"🔊 {self.clips_line}" if self.audio else "💬 follow-up"
-            print(head, *(f"note: {n}" for n in self.notes), sep="\n", flush=True)
             return
         from IPython.display import display
 
-        for audio in self.audio:
+        shown = list(self.audio)
+        if not shown and self.reference is not None:  # a follow-up: the clip it is about
+            shown = [self.reference]
+        for audio in shown:
             player = make_player(audio)
             self.players.append(player)
+            self._shown.append(audio)
             self._player_handles.append(display(player, display_id=True))
         data, md = self._bundle(footer="", status=None)
         self._handle = display(data, metadata=md, raw=True, display_id=True)
+
+    def _print_head(self) -> None:
+        if self._head_printed:
+            return
+        self._head_printed = True
+        lines = [f"🔊 {self.clips_line}" if self.audio else "💬 follow-up"]
+        if self.context:
+            lines.append(self.context)
+        lines += [f"note: {n}" for n in self.notes]
+        print(*lines, sep="\n", flush=True)
 
     def add(self, text: str) -> None:
         """A new piece of answer text: shown at once, then at most every 50 ms."""
         self.text += text
         if self.mode == "plain":
+            self._print_head()
             sys.stdout.write(text)
             sys.stdout.flush()
             return
@@ -115,30 +141,41 @@ class AnswerView:
     ) -> None:
         """The complete answer; ``segments`` (times it mentions) go on ``reference``'s player."""
         self.segments = list(segments)
-        if self.mode == "rich" and self.segments and reference is not None:
-            self._show_segments(reference)
+        reference = reference if reference is not None else self.reference
+        if self.mode == "rich":
+            if self.segments and reference is not None:
+                self._show_segments(reference)
+            self.pictures = [_picture_of(p) for p in self.players if p.peaks]
         self._final(footer, None, metadata)
 
     def _show_segments(self, reference: PreparedAudio) -> None:
         for audio, player, handle in zip(
-            self.audio, self.players, self._player_handles, strict=False
+            self._shown, self.players, self._player_handles, strict=True
         ):
             if audio is reference:
                 player.segments = self.segments
                 handle.update(player)  # the plain-text fallback now lists the times
                 return
-        player = make_player(reference)  # a follow-up: the conversation's clip, under the answer
-        player.segments = self.segments
-        self.players.append(player)
-        self._after.append(player)
 
     def fail(self, status: str, metadata: dict[str, Any] | None = None) -> None:
-        """Keep whatever text arrived, marked incomplete with the reason."""
+        """Keep the text that arrived, marked incomplete with the reason."""
         self._final("", status, metadata or {})
+
+    def discard(self) -> None:
+        """Nothing arrived (an error before sending, or before the first text): remove
+        what was drawn, so the error's own line is all that is shown."""
+        if self.mode == "plain":
+            return  # nothing was printed yet
+        empty: dict[str, Any] = {}
+        for handle in self._player_handles:
+            handle.update(empty, raw=True)
+        if self._handle is not None:
+            self._handle.update(empty, metadata={"qaudio": {"status": "not sent"}}, raw=True)
 
     # ------------------------------------------------------------------ internals
     def _final(self, footer: str, status: str | None, metadata: dict[str, Any]) -> None:
         if self.mode == "plain":
+            self._print_head()
             times = ", ".join(s.label() for s in self.segments)
             tail = [
                 t for t in (status, times and f"⏱ times: {times}", footer and f"-- {footer}") if t
@@ -146,10 +183,6 @@ class AnswerView:
             print("", *tail, sep="\n", flush=True)
             return
         self._render(footer=footer, status=status, metadata=metadata)
-        if self._after:
-            from IPython.display import display
-
-            display(*self._after)
 
     def _bundle(
         self, footer: str, status: str | None, metadata: dict[str, Any] | None = None
@@ -163,6 +196,8 @@ class AnswerView:
             status=status,
             metadata=metadata or {"status": "streaming"},
             segments=[s.label() for s in self.segments],
+            context=self.context,
+            pictures=self.pictures,
         )
 
     def _render(
@@ -172,3 +207,12 @@ class AnswerView:
         if self._handle is not None:
             self._handle.update(data, metadata=md, raw=True)
         self._dirty = False
+
+
+def _picture_of(player: Any) -> str:
+    """The static picture of a player's waveform with its segments marked."""
+    from ._picture import picture_html
+
+    marks = [(s["start"], s["end"]) for s in player.segments]
+    times = [s["label"] for s in player.segments]
+    return picture_html(player.peaks, player.duration, marks, player.label, times)
