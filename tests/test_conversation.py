@@ -15,6 +15,7 @@ from qaudio_magic.conversation import Conversation, estimate_text_tokens
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import InputError
 from qaudio_magic.models import MODELS
+from qaudio_magic.view import AnswerView
 
 
 def test_audio_tokens_rule() -> None:
@@ -180,3 +181,41 @@ def test_export_and_import_round_trip(session, emu: Emulator, audio: Path) -> No
     session.conversations.add(restored)
     answer = ask_audio(None, "Third", conversation="restored", display=False)
     assert "2 earlier turns and 1 audio clip in all" in answer.text
+
+
+def test_a_new_clip_in_a_conversation_says_what_else_is_sent_and_suggests_new_once(
+    ip, emu: Emulator, audio: Path
+) -> None:
+    """Issue 14 (3): `%%qaudio b.wav` after a question about a.wav sends both clips; the
+    header says so (and which turn of which conversation this is), and --new is
+    suggested once."""
+    speech, tone = audio / "speech_en.wav", audio / "tone_440hz_3s.wav"
+    with capture_output() as cap:
+        first = ip.run_cell_magic("qaudio", str(speech), "What is said?")
+    assert first.context is None  # the first turn: nothing else is sent
+    assert not cap.outputs[-1].data["text/plain"].splitlines()[1].startswith("conversation")
+    with capture_output() as cap:
+        second = ip.run_cell_magic("qaudio", str(tone), "And now?")
+    line = (
+        "conversation default, turn 2 · also sent: speech_en.wav (5.1 s) · "
+        "add --new (new=True) to ask about the new clip alone"
+    )
+    assert second.context == line
+    shown = cap.outputs[-1].data
+    assert shown["text/plain"].splitlines()[1] == line
+    assert "also sent: speech_en.wav (5.1 s)" in shown["text/html"]
+    assert "2 audio clips in all" in second.text  # the emulator heard both
+    with capture_output() as cap:
+        third = ip.run_cell_magic("qaudio", "", "Which was longer?")
+    assert third.context == (
+        "conversation default, turn 3 · also sent: speech_en.wav (5.1 s), tone_440hz_3s.wav (3.0 s)"
+    )  # the tip was given once
+    fresh = ip.run_cell_magic("qaudio", f"{speech} --new", "Only this one?")
+    assert fresh.context is None and "1 audio clip in all" in fresh.text
+    # in a terminal the same line is printed under the clip's name
+    with capture_output() as cap:
+        view = AnswerView([], question="Q", context=third.context, mode="plain")
+        view.start()
+        view.add("A")
+        view.finish("model", {})
+    assert cap.stdout.splitlines()[:3] == ["💬 follow-up", third.context, "A"]

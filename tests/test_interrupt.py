@@ -160,3 +160,45 @@ def test_interrupted_python_call_raises_interrupted(
     assert time.perf_counter() - pressed[0] < WITHIN
     timer.join()
     assert len(session.conversations.current) == 0
+
+
+@pytest.mark.parametrize("how", list(HOW))
+def test_ctrl_c_while_the_finished_answer_is_read_leaves_no_turn_behind(
+    ip, emu: Emulator, audio: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Issue 14 (8): the whole answer arrived and its times are being parsed when Ctrl-C
+    comes. The turn is recorded only once everything about it is done, so the interrupt
+    is reported like any other: one line, the text kept on screen, the conversation as
+    it was."""
+    import qaudio_magic.turn as turn_mod
+
+    session = get_session()
+    ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "An earlier turn")
+    conv = session.conversations.current
+    history = conv.to_dict()
+    parse = turn_mod.find_segments
+    pressed = threading.Event()
+
+    def find_segments(*args: Any, **kwargs: Any) -> Any:
+        pressed.set()
+        HOW[how]()  # Ctrl-C lands while the times are parsed
+        for _ in range(10_000_000):  # the interrupt is taken at the next bytecode
+            pass
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(turn_mod, "find_segments", find_segments)
+    emu.reply_with("The word is at 1.5 s.")
+    with capture_output() as cap, pytest.raises(UsageError) as err:
+        ip.run_cell_magic("qaudio", "", "Where is the word?")
+    assert pressed.is_set()
+    assert str(err.value) == (
+        "interrupted while the answer was being read: the answer is kept on screen; "
+        "the conversation was not changed"
+    )
+    assert conv.to_dict() == history
+    shown = cap.outputs[-1].data["text/plain"]
+    assert "The word is at 1.5 s." in shown
+    assert shown.count("⏹ Interrupted") == 1 and "Incomplete" not in shown
+    monkeypatch.setattr(turn_mod, "find_segments", parse)
+    ip.run_cell_magic("qaudio", "", "Where is the word?")
+    assert len(conv) == len(history["turns"]) + 1  # the next question is recorded as usual
