@@ -46,6 +46,7 @@ def ask_audio(
     cache: str | None = None,
     progress: bool | Progress = True,
     dry_run: bool = False,
+    speak: bool | str = False,
     **params: Any,
 ) -> Answer | Answers | SendPlan:
     """Ask ``question`` about the audio in ``sources``; continue the conversation if none.
@@ -63,7 +64,11 @@ def ask_audio(
     seconds) asks about each 30 s window of a long clip. ``cache``: ``auto`` (on for
     batches, off for single questions), ``on``, ``off``, ``refresh``, ``replay``.
     ``display=None`` renders when running inside IPython. Extra keyword arguments
-    (``temperature``, ``top_p``, ``max_tokens``, ``seed`` ...) go to the model.
+    (``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``enable_thinking``,
+    ``reasoning_effort``, ``language`` ...) go to the model. ``speak=True`` (or a voice
+    name) asks a model that speaks for a spoken answer too: ``answer.audio``. A thinking
+    model's reasoning is ``answer.reasoning``; speech recognition sets ``answer.language``
+    and ``answer.emotion``.
 
     A batch shows a ``tqdm.auto`` bar (``progress=False``: none; a callable is called as
     ``progress(done, total, result)`` after each item) and runs ``concurrency`` requests
@@ -78,6 +83,8 @@ def ask_audio(
     if windows is not None or batch or (batch is None and is_many(sources)):
         if dry_run:
             raise InputError("--dry-run shows one question; for a batch, dry-run one of its clips")
+        if speak:
+            raise InputError("--speak applies to one question, not to a batch")
         from .batch import run_batch
 
         if display is False and progress is True:
@@ -125,6 +132,7 @@ def ask_audio(
         max_history_turns=settings.max_history_turns,
         params=params,
         stream=stream,
+        speak=speak,
     )  # decode errors surface here, before anything is sent
     if dry_run:
         return plan.dry_run(backend)
@@ -133,14 +141,23 @@ def ask_audio(
     if display and mode is None:
         mode = "plain"
     view = (
-        AnswerView(plan.prepared, question=question, notes=plan.notes, mode=mode) if mode else None
+        AnswerView(
+            plan.prepared, question=question, notes=plan.notes, mode=mode, thinking=plan.thinking
+        )
+        if mode
+        else None
     )
     if view is not None:
         view.start()
 
     try:
         outcome = send(
-            sess, backend, plan.request, cache_mode, on_text=view.add if view is not None else None
+            sess,
+            backend,
+            plan.request,
+            cache_mode,
+            on_text=view.add if view is not None else None,
+            on_reasoning=view.add_reasoning if view is not None else None,
         )
     except KeyboardInterrupt:
         if view is not None:
@@ -158,7 +175,11 @@ def ask_audio(
     answer = answer_for(plan, outcome, conversation=conv.name)
     if view is not None:
         view.finish(
-            answer.footer(), answer.metadata(), segments=answer.segments, reference=plan.reference
+            answer.footer(),
+            answer.metadata(),
+            segments=answer.segments,
+            reference=plan.reference,
+            spoken=answer.audio,
         )
         if view.mode == "rich":
             answer._shown_in = _execution_count()

@@ -41,6 +41,8 @@ from .settings import CACHE_MODES, Settings, check
 
 __all__ = ["QAudioMagic"]
 
+CAPTIONER = "qwen3-omni-30b-a3b-captioner"
+TRANSCRIBER = "qwen3-asr-flash"
 _EXPR = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\[[^\]]*\])*")
 
 
@@ -145,6 +147,27 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
     )
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
     @argument(
+        "--speak",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="VOICE",
+        help="a spoken answer too (models that speak: qwen3.5-omni-*, qwen3-omni-flash), "
+        "played under the answer, never automatically; VOICE: one of the model's voices "
+        "(default Tina on 3.5, Cherry on 3-Omni-Flash)",
+    )
+    @argument(
+        "--caption",
+        action="store_true",
+        help=f"describe the audio with {CAPTIONER} (no question is sent)",
+    )
+    @argument(
+        "--transcribe",
+        action="store_true",
+        help=f"speech to text with {TRANSCRIBER} (-p language=en, -p enable_itn=true; "
+        "--system: names and terms as recognition context)",
+    )
+    @argument(
         "--selection",
         action="store_true",
         help="ask about the region selected (dragged) on a waveform player: the most recent "
@@ -230,15 +253,16 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 raise UsageError("--start/--end need a SOURCE to cut (see %%qaudio?)")
             sources = [c.window_of(args.start, args.end) for c in resolve_sources(sources)]
         params = _parse_params([kv for group in args.param for kv in group])
+        model = _task_model(args.model, caption=args.caption, transcribe=args.transcribe)
         # Several plain SOURCEs are clips of one turn; a pattern, a directory or a list
         # variable among them (or --batch/--windows) makes the cell a batch of all of them.
         batch = args.batch or args.windows is not None or any(is_many(s) for s in sources)
         target = batch_target(sources) if batch else (tuple(sources) or None)
-        with self._base_url(args.base_url, args.model or self.session.settings.model):
+        with self._base_url(args.base_url, model or self.session.settings.model):
             return ask_audio(
                 target,
                 cell,
-                model=args.model,
+                model=model,
                 conversation=args.conversation,
                 system=args.system,
                 stream=False if args.no_stream else None,
@@ -250,6 +274,7 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 overlap=args.overlap,
                 concurrency=args.concurrency,
                 cache=args.cache,
+                speak=args.speak,
                 **params,
             )
 
@@ -288,6 +313,24 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
             except Exception as exc:
                 raise UsageError(f"{token}: {type(exc).__name__}: {exc}") from None
         return token
+
+
+def _task_model(model: str | None, *, caption: bool, transcribe: bool) -> str | None:
+    """``--caption`` / ``--transcribe``: the model for the task (or ``-m``, if it does it)."""
+    if caption and transcribe:
+        raise UsageError("--caption and --transcribe are two different tasks: pick one")
+    if not (caption or transcribe):
+        return model
+    from .models import lookup
+
+    task, default = ("--caption", CAPTIONER) if caption else ("--transcribe", TRANSCRIBER)
+    if model is None:
+        return default
+    spec = lookup(model)
+    fits = spec.transcribes if transcribe else not spec.takes_text and not spec.transcribes
+    if not fits:
+        raise UsageError(f"{task} needs a model that does it ({default}), not {model!r}")
+    return model
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
