@@ -58,14 +58,23 @@ class Answer:
         """Model · audio · usage · latency · request id, as one line."""
         bits = [f"{self.model} (cached)" if self.cached else self.model]
         if self.audio_seconds or self.estimated_audio_tokens:
-            audio = f"audio {self.audio_seconds:.1f} s ≈ {self.estimated_audio_tokens} tok"
+            audio = f"audio {self.audio_seconds:.1f} s"
+            if self.estimated_audio_tokens:  # 0: billed by the second (speech recognition)
+                audio += f" ≈ {self.estimated_audio_tokens} tok"
             if self.usage and self.usage.audio_tokens is not None:
                 audio += f" (service: {self.usage.audio_tokens})"
             bits.append(audio)
         if self.usage and (
             self.usage.input_tokens is not None or self.usage.output_tokens is not None
         ):
-            bits.append(f"in {self.usage.input_tokens} · out {self.usage.output_tokens} tok")
+            bits.append(
+                " · ".join(
+                    f"{k} {v}"
+                    for k, v in (("in", self.usage.input_tokens), ("out", self.usage.output_tokens))
+                    if v is not None
+                )
+                + " tok"
+            )
         if self.language or self.emotion:
             bits.append(
                 " · ".join(

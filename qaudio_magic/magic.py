@@ -123,7 +123,8 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         "-m",
         "--model",
         help="model for this question (default: %%config QAudioMagic.model); the name picks "
-        "the route: qwen-audio-* (DashScope), *omni* (DashScope compatible mode), "
+        "the route: qwen-audio-* and qwen3-asr-* (DashScope), qwen3.5-omni-*, "
+        "qwen3.8-omni-*, qwen3-omni-* and the captioner (DashScope compatible mode), "
         "openai:NAME (an OpenAI-compatible server such as vLLM), local:PATH_OR_HUB_ID "
         "(transformers); see %%qaudio models",
     )
@@ -209,8 +210,9 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
 
         Voice chat (the audio itself is the message, no question): the line magic
         ``%qaudio clip.wav`` (IPython refuses a %% cell with an empty body). A cell
-        without SOURCE continues the current conversation. Only the first 30 s of a clip
-        is heard: pick another part with --start/--end (``--start 1:20 --end 1:50``).
+        without SOURCE continues the current conversation. Qwen-Audio hears only the first
+        30 s of a clip (Qwen3.5-Omni up to 3 h): pick another part with --start/--end
+        (``--start 1:20 --end 1:50``).
 
         %%qaudio clips/*.wav
         Is there a dog barking?                  # a batch: one answer per clip, as a table

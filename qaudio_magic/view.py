@@ -150,11 +150,12 @@ class AnswerView:
         from ._render import thinking_bundle
 
         opened = self._accordion.selected_index == 0
-        if self.reasoning:
+        handle = self._thinking_handle
+        if handle is not None and self.reasoning:
             data, md = thinking_bundle(self.reasoning, streaming=False, open=opened)
-            self._thinking_handle.update(data, metadata=md, raw=True)
-        else:  # it did not think after all
-            self._thinking_handle.update({"text/plain": ""}, raw=True)
+            handle.update(data, metadata=md, raw=True)
+        elif handle is not None:  # it did not think after all
+            handle.update({"text/plain": ""}, raw=True)
         self._accordion.close()
         self._thought.close()
         self._accordion = self._thought = None

@@ -16,6 +16,7 @@ from qaudio_magic.emulator import Emulator
 from qaudio_magic.emulator.native import GENERATION
 from qaudio_magic.errors import ConfigError
 from qaudio_magic.settings import check
+from qaudio_magic.view import AnswerView
 
 from ._synth import write_long_wav
 from .conftest import AUDIO
@@ -326,3 +327,39 @@ def test_regions_and_workspaces_choose_the_host(ip, monkeypatch) -> None:
         check("region", "mars")
     with pytest.raises(ConfigError, match="host name label"):
         check("workspace", "a.b/c")
+
+
+def test_a_60_minute_dry_run_shows_the_upload_and_7_tokens_per_second(ip, emu, hour) -> None:
+    plan = ip.run_cell_magic("qaudio", f"{hour} -m qwen3.5-omni-plus --dry-run", "Summarise.")
+    text = str(plan)
+    assert "25200" in text and "temporary upload" in text
+    assert emu.requests == []  # nothing sent
+
+
+def test_the_terminal_prints_reasoning_apart_from_the_answer() -> None:
+    with capture_output() as cap:
+        view = AnswerView([], question="Q", mode="plain", thinking=True)
+        view.start()
+        view.add_reasoning("Short clip; ")
+        view.add_reasoning("a greeting.")
+        view.add("It says ")
+        view.add("hello.")
+        view.finish("model · 1.0 s", {})
+    assert (
+        cap.stdout
+        == "💬 follow-up\n💭 Short clip; a greeting.\n\nIt says hello.\n-- model · 1.0 s\n"
+    )
+
+
+def test_a_vllm_server_without_a_reasoning_parser_gets_its_think_tags_taken_out(
+    ip, emu: Emulator
+) -> None:
+    """vLLM serving a Thinking model without --reasoning-parser writes <think>…</think>
+    inline in content (CURRENT-MODELS §11.13): it becomes the answer's reasoning."""
+    ip.run_line_magic("config", f"QAudioMagic.openai_base_url = '{emu.openai_base_url}'")
+    emu.reply_with("<think>The clip is short; a greeting.</think>\n\nIt says hello.")
+    answer = ip.run_cell_magic(
+        "qaudio", f"{SPEECH} -m openai:Qwen/Qwen3-Omni-30B-A3B-Thinking", "Q"
+    )
+    assert answer.text == "It says hello."
+    assert answer.reasoning == "The clip is short; a greeting."

@@ -292,4 +292,11 @@ def test_backends_notebook_runs_against_emulator(tmp_path: Path) -> None:
     assert "Emulated answer from qwen3-omni-flash" in shown
     assert "Emulated answer from Qwen/Qwen2-Audio-7B-Instruct" in shown
     assert "1 earlier turn and 2 audio clips in all" in shown
+    assert "Emulated answer from qwen3.5-omni-plus" in shown
+    assert "25200" not in shown or "temporary upload" in shown
+    assert "reasoning: Emulated reasoning from qwen3.8-omni-flash" in shown
+    assert "answer:    Emulated answer from qwen3.8-omni-flash" in shown
+    assert "Emulated caption from qwen3-omni-30b-a3b-captioner" in shown
+    assert "Emulated transcript from qwen3-asr-flash" in shown and "    en neutral\n" in shown
+    assert "spoken answer (Tina)" in shown
     assert "Traceback" not in shown

@@ -117,6 +117,11 @@ class ThinkSplitter:
             self._state = "text"
 
     def feed(self, text: str) -> list[Event]:
+        if self._state == "after":  # the blank lines between </think> and the answer
+            text = text.lstrip()
+            if not text:
+                return []
+            self._state = "text"
         if self._state == "text":
             return [TextDelta(text)] if text else []
         self._buf += text
@@ -137,8 +142,8 @@ class ThinkSplitter:
             )  # fmt: skip
             out, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep :]
             return [ReasoningDelta(out)] if out else []
-        thought, rest = self._buf[:end], self._buf[end + len(_CLOSE) :].lstrip("\n")
-        self._state, self._buf = "text", ""
+        thought, rest = self._buf[:end], self._buf[end + len(_CLOSE) :].lstrip()
+        self._state, self._buf = ("text" if rest else "after"), ""
         events: list[Event] = [ReasoningDelta(thought)] if thought else []
         return events + ([TextDelta(rest)] if rest else [])
 

@@ -180,6 +180,33 @@ class OpenAICompatBackend(HTTPBackend):
                 exc, self.host, deadline=deadline, total=self.timeouts.total
             ) from None
 
+    def plan(self, request: Request) -> tuple[list[tuple[PreparedAudio, str, int]], int]:
+        """How each clip would travel and the body size, without sending anything
+        (``--dry-run``): ``[(audio, route, wire_bytes)]``, route ``inline``, ``upload``,
+        ``uploaded`` or ``url``."""
+        key = self._key()
+        routes: list[tuple[PreparedAudio, str, int]] = []
+        values: dict[PreparedAudio, str] = {}
+        model = served_name(request.model)
+        for message in request.messages:
+            for audio in message.audio:
+                if audio.url is not None or audio.data is None:
+                    routes.append((audio, "url", len(audio.url or "")))
+                elif self.uploading and (
+                    self.upload == "always" or len(audio.data) > INLINE_MAX_BYTES
+                ):
+                    url = self.uploads.cached(audio, model, key)
+                    if url is None:
+                        url = "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename
+                        routes.append((audio, "upload", audio.size + 1_000))
+                    else:
+                        routes.append((audio, "uploaded", len(url)))
+                    values[audio] = url
+                else:
+                    routes.append((audio, "inline", 4 * -(-audio.size // 3) + 14))
+        body = self.build_body(request, stream=True, audio_values=values)
+        return routes, len(dumps(body))
+
     def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
         """``oss://`` URLs for the request's local audio (uploaded once, then reused)."""
         if not self.uploading:
