@@ -31,6 +31,7 @@ from typing import Any, Literal
 from ._reply import HEARD_SECONDS, ItemError, compose, decode_item, estimate_tokens, split_tokens
 from .faults import Fault
 from .server import Frame, ReceivedAudio, RecordedRequest, Reply
+from .typed import json_mode_refusal, typed_reply
 
 __all__ = ["COMPATIBLE_CHAT", "OPENAI_CHAT", "CompatRoute"]
 
@@ -138,9 +139,12 @@ class CompatRoute:
                 "Set `--limit-mm-per-prompt` to increase this limit.",
             )
 
+        self._check_response_format(body, messages)
         earlier = sum(1 for m in messages if m.get("role") == "assistant")
-        text = self._override(request) or compose(
-            model, current, " ".join(question) or None, earlier, len(request.audio)
+        text = (
+            self._override(request)
+            or typed_reply(body, messages, model, request.audio)
+            or compose(model, current, " ".join(question) or None, earlier, len(request.audio))
         )
         pieces = split_tokens(text)
         finish = "stop"
@@ -238,6 +242,14 @@ class CompatRoute:
         except ItemError as exc:
             code = "invalid_parameter_error" if self.dialect == "dashscope" else "BadRequestError"
             raise _Refused(exc.status, code, exc.message) from None
+
+    def _check_response_format(self, body: dict[str, Any], messages: list[Any]) -> None:
+        """DashScope's JSON mode needs the word "json" in the messages (§11.7)."""
+        if self.dialect != "dashscope":
+            return
+        refusal = json_mode_refusal(body, messages)
+        if refusal is not None:
+            raise _Refused(400, "invalid_parameter_error", refusal, "response_format")
 
     # ------------------------------------------------------------------ replies
     def _usage(self, model: str, audio: list[ReceivedAudio], text: str, out: int) -> dict[str, Any]:
