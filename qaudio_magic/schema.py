@@ -15,7 +15,9 @@ and becomes one internal form that gives everything a typed question needs:
 * :meth:`Schema.parse` — lenient reading of an answer (code fences, prose around the
   object, ``<think>`` blocks, choices in another case) and validation **by pydantic**, so
   the rules are pydantic's, not hand-written ones;
-* :meth:`Schema.repair_message` — the one follow-up asking the model to fix its answer;
+* :meth:`Schema.repair_message` — the one follow-up asking the model to fix its answer
+  (a schema that cannot be used raises :class:`~qaudio_magic.errors.SchemaError`, an
+  answer that does not match :class:`~qaudio_magic.errors.AnswerMismatchError`);
 * :func:`pandas_dtypes` / :func:`typed_frame` — one column per field with a proper dtype
   (category for choices, ``boolean``, ``Int64``, ``float64``, ``string``), the one place
   that decides columns and dtypes (batches, grids and Dask partitions all call it).
@@ -33,23 +35,21 @@ import json
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .errors import InputError, QAudioError
+from .errors import AnswerMismatchError, SchemaError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "AnswerMismatchError",
     "FieldInfo",
     "Schema",
-    "SchemaError",
     "SchemaLike",
     "as_schema",
     "extract_json",
@@ -59,21 +59,6 @@ __all__ = [
 
 SchemaLike = Union[type[BaseModel], Mapping[str, Any], "Schema"]
 Kind = Literal["choice", "bool", "int", "float", "str", "other"]
-
-
-class SchemaError(InputError):
-    """A schema cannot be used (unknown field type, bad JSON Schema); nothing was sent."""
-
-
-class AnswerMismatchError(QAudioError):
-    """The model's answer is not JSON matching the schema (after the one repair request).
-
-    ``raw`` is the answer text as the model sent it.
-    """
-
-    def __init__(self, message: str, *, raw: str = "", hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.raw = raw
 
 
 @dataclass(frozen=True)
@@ -502,12 +487,3 @@ def _strip_titles(node: Any) -> Any:
     if isinstance(node, list):
         return [_strip_titles(v) for v in node]
     return node
-
-
-def field_names(schemas: Iterable[Schema]) -> list[str]:
-    """Every field name of ``schemas``, first appearance first."""
-    seen: dict[str, None] = {}
-    for schema in schemas:
-        for name in schema.field_names:
-            seen.setdefault(name, None)
-    return list(seen)

@@ -52,6 +52,7 @@ __all__ = [
     "Score",
     "align_labels",
     "is_cjk",
+    "label_keys",
     "normalize",
     "score_fields",
     "score_texts",
@@ -129,6 +130,11 @@ def align_labels(sources: Sequence[Any], labels: Any) -> list[Any]:
         if len(hits) == 1 and found[hits[0]] is None:
             found[hits[0]] = value
     return found
+
+
+def label_keys(labels: Any) -> list[Any]:
+    """The keys ``labels`` are indexed by (mapping keys, Series or DataFrame index)."""
+    return list(_as_mapping(labels))
 
 
 def _as_mapping(labels: Any) -> Mapping[Any, Any]:

@@ -18,14 +18,29 @@ the validation message, which a batch turns into a failed row like any other err
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from .backends.base import Message, Request, TextPart
-from .schema import AnswerMismatchError, Schema
+from .backends.base import Backend, Message, Request, TextPart, Usage
+from .errors import AnswerMismatchError
+from .schema import Schema
 
-__all__ = ["GUIDED_ROUTES", "TypedResult", "ask_typed", "mechanism", "typed_request"]
+if TYPE_CHECKING:
+    from .cache import CacheMode
+    from .session import Session
+    from .turn import Outcome, TurnPlan
+
+__all__ = [
+    "GUIDED_ROUTES",
+    "TypedResult",
+    "ask_typed",
+    "mechanism",
+    "send_typed",
+    "typed_plan",
+    "typed_request",
+]
 
 GUIDED_ROUTES = frozenset({"openai"})  # routes whose servers enforce a JSON schema
 
@@ -79,11 +94,16 @@ class TypedResult(Generic[OutcomeT]):
 
 
 def ask_typed(
-    send: Callable[[Request], OutcomeT], request: Request, schema: Schema
+    send: Callable[[Request], OutcomeT],
+    request: Request,
+    schema: Schema,
+    *,
+    before_repair: Callable[[str], None] | None = None,
 ) -> TypedResult[OutcomeT]:
     """Send ``request`` (already :func:`typed_request`), validate, repair once if needed.
 
-    ``send`` answers one request (cache, retries and usage are its business). Raises
+    ``send`` answers one request (cache, retries and usage are its business);
+    ``before_repair`` hears what was wrong before the repair is sent. Raises
     :class:`AnswerMismatchError` when the repaired answer is still wrong; errors of
     ``send`` propagate unchanged.
     """
@@ -92,11 +112,13 @@ def ask_typed(
         return TypedResult(schema.parse(first.text), first, (first,))
     except AnswerMismatchError as exc:
         problem = str(exc)
+    if before_repair is not None:
+        before_repair(problem)
     repair = replace(
         request,
         messages=(
             *request.messages,
-            Message("assistant", (TextPart(first.text),)),
+            Message("assistant", (TextPart(first.text or "(no answer)"),)),
             Message("user", (TextPart(schema.repair_message(problem)),)),
         ),
     )
@@ -109,3 +131,79 @@ def ask_typed(
             raw=second.text,
         ) from None
     return TypedResult(data, second, (first, second), repaired=problem)
+
+
+# ---------------------------------------------------------------------- one typed turn
+def typed_plan(plan: TurnPlan, schema: Schema, route: str) -> TurnPlan:
+    """``plan`` asking for ``schema`` (its request only; the question shown stays the user's)."""
+    return replace(plan, request=typed_request(plan.request, schema, route))
+
+
+def send_typed(
+    sess: Session,
+    backend: Backend,
+    plan: TurnPlan,
+    mode: CacheMode,
+    schema: Schema,
+    *,
+    on_text: Callable[[str], None] | None = None,
+    on_repair: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+    on_attempt: Callable[[int], None] | None = None,
+    **options: Any,
+) -> tuple[Outcome, dict[str, object], str | None]:
+    """Send a :func:`typed_plan`'s request through :func:`qaudio_magic.turn.send`, validate,
+    repair once: the outcome (usage, latency and requests of both answers added up), the
+    data, and a note when a repair was needed. Raises :class:`AnswerMismatchError`.
+    ``options`` go to ``send`` as they are (e.g. a batch's rate limiter)."""
+    from .turn import send
+
+    sent = [0]  # requests of the answers before this one, for on_attempt's running count
+
+    def one(request: Request) -> Outcome:
+        def attempt(n: int) -> None:
+            if on_attempt is not None:
+                on_attempt(sent[0] + n)
+
+        outcome = send(
+            sess,
+            backend,
+            request,
+            mode,
+            on_text=on_text,
+            cancel=cancel,
+            on_attempt=attempt,
+            **options,
+        )
+        sent[0] += outcome.attempts
+        return outcome
+
+    result = ask_typed(one, plan.request, schema, before_repair=on_repair)
+    outcomes = result.attempts
+    last = result.outcome
+    combined = replace(
+        last,
+        usage=_added([o.usage for o in outcomes]),
+        latency=sum(o.latency for o in outcomes),
+        first_text=outcomes[0].first_text,
+        attempts=sum(o.attempts for o in outcomes),
+        cached=all(o.cached for o in outcomes),
+    )
+    return combined, result.data, result.note
+
+
+def _added(usages: Sequence[Usage | None]) -> Usage | None:
+    """Token counts of several requests added up (None where no request reported one)."""
+    known = [u for u in usages if u is not None]
+    if not known:
+        return None
+
+    def total(name: str) -> int | None:
+        values = [getattr(u, name) for u in known if getattr(u, name) is not None]
+        return sum(values) if values else None
+
+    return Usage(
+        input_tokens=total("input_tokens"),
+        output_tokens=total("output_tokens"),
+        audio_tokens=total("audio_tokens"),
+    )

@@ -10,13 +10,8 @@ import pandas as pd
 import pydantic
 import pytest
 
-from qaudio_magic.schema import (
-    AnswerMismatchError,
-    Schema,
-    SchemaError,
-    pandas_dtypes,
-    typed_frame,
-)
+from qaudio_magic.errors import AnswerMismatchError, SchemaError
+from qaudio_magic.schema import Schema, pandas_dtypes, typed_frame
 
 SHORT = {"gender": ["male", "female", "unknown"], "age": int, "emotion": str, "dog_barks": bool}
 

@@ -124,7 +124,7 @@ def typed_reply(
     schema = requested_schema(body, messages)
     if schema is None:
         return None
-    seed = model + "|" + ",".join(a.sha256 for a in audio)
+    seed = model + "|" + ",".join(sorted({a.sha256 for a in audio}))  # history or not
     if not schema:
         clips = f"{len(audio)} audio clip{'s' if len(audio) != 1 else ''}"
         return json.dumps({"answer": f"Emulated answer from {model} (not a real model): {clips}."})
