@@ -208,6 +208,12 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
 
         %%qaudio interview.wav --windows 30
         Summarise this part.                     # a timeline: one answer per 30 s
+
+        %%qaudio clips/ --schema Speaker
+        Who is speaking?                         # typed: Speaker = {"gender": [...], "age": int}
+
+        %%qaudio clips/ --compare qwen-audio-turbo-latest,qwen3.5-omni-flash
+        Is there a dog barking?                  # a grid: one column per model
         """
         try:
             if cell is None:
