@@ -37,10 +37,13 @@ class Cost:
     def __str__(self) -> str:
         if self.amount is None:
             return "unknown"
-        symbol = _SYMBOLS.get(self.currency or "", "")
-        text = f"{symbol}{self.amount:.6f}".rstrip("0").rstrip(".") if symbol else ""
-        if not symbol:
-            text = f"{self.amount:.6f} {self.currency}"
+        if not self.amount:
+            return "0" + (f" ({self.why})" if self.why else "")
+        symbol = _SYMBOLS.get(self.currency or "")
+        if symbol:
+            text = symbol + f"{self.amount:.6f}".rstrip("0").rstrip(".")
+        else:
+            text = f"{self.amount:.6f} {self.currency or ''}".rstrip()
         return text if self.verified else text + " (unverified)"
 
     def describe(self) -> str:
@@ -98,20 +101,22 @@ def estimate_cost(
 
 
 def total_cost(costs: Iterable[Cost]) -> Cost:
-    """The sum of ``costs``: unknown if any is unknown or they mix currencies."""
+    """The sum of ``costs``: unknown if any is unknown or they mix currencies (nothing
+    paid, e.g. a cached answer, adds nothing and has no currency to mix)."""
     items = list(costs)
-    if not items:
-        return Cost(0.0, None, verified=True)
     if any(c.amount is None for c in items):
         return Cost(None, why=next(c.why for c in items if c.amount is None))
-    currencies = {c.currency for c in items}
+    paid = [c for c in items if c.amount]
+    if not paid:
+        return Cost(0.0, verified=True, why=items[0].why if items else "")
+    currencies = {c.currency for c in paid}
     if len(currencies) > 1:
         return Cost(None, why="several currencies")
-    first = items[0]
+    first = paid[0]
     return Cost(
-        sum(c.amount or 0.0 for c in items),
+        sum(c.amount or 0.0 for c in paid),
         first.currency,
         first.source,
         first.checked,
-        all(c.verified for c in items),
+        all(c.verified for c in paid),
     )

@@ -414,7 +414,7 @@ class Grid:
         if not isinstance(result, Answer) or result.usage is None:
             return Cost(None, why="no answer")
         if result.cached:
-            return Cost(0.0, verified=True, why="from the response cache")
+            return Cost(0.0, verified=True, why="cached")
         usage = result.usage
         return estimate_cost(
             result.model,
@@ -559,7 +559,7 @@ class Grid:
                 s["model"],
                 str(s["answered"]),
                 str(s["failed"]),
-                "" if s["mean_latency"] is None else f"{s['mean_latency']:.2f} s",
+                _latency_text(s),
                 _int_text(s["audio_tokens"]),
                 _int_text(s["input_tokens"]),
                 _int_text(s["output_tokens"]),
@@ -636,6 +636,12 @@ class GridScore:
 def _sum(values: Iterator[int | None] | Any) -> int | None:
     known = [v for v in values if v is not None]
     return sum(known) if known else None
+
+
+def _latency_text(stats: Mapping[str, Any]) -> str:
+    if stats["mean_latency"] is not None:
+        return f"{stats['mean_latency']:.2f} s"
+    return "cached" if stats["answered"] else ""
 
 
 def _int_text(value: int | None) -> str:

@@ -29,7 +29,9 @@ SPEAKER = {"gender": ["male", "female", "unknown"], "age": int, "dog_barks": boo
 
 
 @pytest.fixture(autouse=True)
-def _setup(session: Session, emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _setup(
+    session: Session, emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     session.configure(openai_base_url=emu.openai_base_url)
 
@@ -184,7 +186,9 @@ def test_compare_magic_dry_run_and_errors(ip, emu: Emulator, audio: Path) -> Non
         ip.run_cell_magic("qaudio", f"{audio}/*.wav --compare {NATIVE},{NATIVE}", "Q")
 
 
-def test_batch_dry_run_shows_requests_seconds_tokens_and_cost(ip, emu: Emulator, audio: Path) -> None:
+def test_batch_dry_run_shows_requests_seconds_tokens_and_cost(
+    ip, emu: Emulator, audio: Path
+) -> None:
     plan = ip.run_cell_magic("qaudio", f"{audio}/*.wav -m {OMNI} --dry-run", "Describe.")
     assert isinstance(plan, BatchPlan) and emu.requests == []
     (row,) = plan.rows
@@ -246,7 +250,9 @@ def test_a_grid_across_all_four_routes(emu: Emulator, audio: Path, tiny: str) ->
     assert all(isinstance(grid[m][0], Answer) for m in models)
     assert grid[tiny][0].usage is not None and grid[tiny][0].usage.output_tokens
     # typed: the random model cannot write JSON: one repair, then a failed cell
-    typed = compare(clip, "Who?", models=[NATIVE, tiny], schema=SPEAKER, progress=False, max_tokens=8)
+    typed = compare(
+        clip, "Who?", models=[NATIVE, tiny], schema=SPEAKER, progress=False, max_tokens=8
+    )
     assert isinstance(typed[NATIVE][0], Answer)
     failed = typed[tiny][0]
     assert isinstance(failed, Failure) and isinstance(failed.error, AnswerMismatchError)

@@ -197,7 +197,9 @@ def test_json_schema_dicts_work_and_bad_schemas_send_nothing(
     assert emu.requests == []
 
 
-def test_typed_answers_score_against_label_columns(session: Session, emu: Emulator, audio: Path) -> None:
+def test_typed_answers_score_against_label_columns(
+    session: Session, emu: Emulator, audio: Path
+) -> None:
     clips = sorted(audio.glob("*.wav"))
     answers = ask_audio(clips, "Who?", schema=SPEAKER, progress=False)
     assert isinstance(answers, Answers)
