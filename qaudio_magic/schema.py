@@ -177,6 +177,7 @@ def as_schema(spec: SchemaLike | None, *, name: str | None = None) -> Schema | N
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.S)
 _THINK = re.compile(r"^\s*<think>.*?</think>", re.S)
 _DECODE = json.JSONDecoder().raw_decode
+_MOST_TRIES = 20  # fenced blocks and "{" positions tried in one answer
 
 
 def extract_json(text: str) -> Any:
@@ -185,20 +186,22 @@ def extract_json(text: str) -> Any:
     text = _THINK.sub("", text or "").strip()
     if not text:
         raise ValueError("the answer is empty")
-    candidates = [m.group(1).strip() for m in _FENCE.finditer(text)] + [text]
+    candidates = [m.group(1).strip() for m in _FENCE.finditer(text)][:_MOST_TRIES] + [text]
     for candidate in candidates:
         try:
             value = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nest too deep is no answer either
             continue
         if isinstance(value, dict):
             return value
     for candidate in candidates:
         start = candidate.find("{")
-        while start >= 0:
+        for _ in range(_MOST_TRIES):  # bounded: a hostile answer cannot make this quadratic
+            if start < 0:
+                break
             try:
-                value, _ = _DECODE(candidate, start)
-            except ValueError:
+                value, _end = _DECODE(candidate, start)
+            except (ValueError, RecursionError):
                 value = None
             if isinstance(value, dict):
                 return value

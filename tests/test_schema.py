@@ -133,3 +133,15 @@ def test_typed_frame_keeps_failed_rows_as_missing() -> None:
     assert frame.loc["a.wav", "mood"] == "calm" and frame["mood"].dtype == "category"
     assert frame["loud"].dtype == "float64" and frame["count"].dtype == "Int64"
     assert frame.loc["b.wav"].isna().all()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":' * 200_000, "[" * 100_000, "{" * 500_000, "```json\n" * 10_000 + "{"],
+    ids=["deep-unclosed", "deep-array", "braces", "fences"],
+)
+def test_hostile_answers_are_a_mismatch_not_a_hang_or_crash(text: str) -> None:
+    """Reading an answer tries a bounded number of places; nesting too deep is no answer."""
+    with pytest.raises(AnswerMismatchError, match="no JSON object in the answer"):
+        Schema.of({"a": int}).parse(text)
