@@ -58,7 +58,7 @@ def ip(session: Session) -> Iterator[TestingShell]:
     shell.run_line_magic("config", "QAudioMagic.retries = 0")
     yield shell
     shell.run_line_magic("unload_ext", "qaudio_magic")
-    TestingShell.clear_instance()
+    shell.close()
 
 
 @pytest.fixture
