@@ -15,6 +15,8 @@ from qaudio_magic._testing import TestingShell
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.session import Session, Settings, set_session
 
+from ._media import make_media
+
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT / "notebooks" / "audio"  # small clips shipped with the repo
 SHARED_CORPUS = ROOT.parent / "shared" / "corpus" / "audio"
@@ -66,11 +68,24 @@ def audio() -> Path:
     return AUDIO
 
 
-@pytest.fixture
-def corpus() -> Path:
-    """The shared audio corpus (always present in CI); tests skip without it."""
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every format, broken file and long recording the tests need, made from code
+    (tests/_media.py) in about a second, laid out like the shared corpus, with a MANIFEST."""
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(params=["made", "shared-corpus"])
+def media_sets(request: pytest.FixtureRequest, media: Path) -> Path:
+    """The made set, and the shared corpus too where it sits beside the repository (CI):
+    the same checks on the same sentence as encoded by ffmpeg and sox instead of PyAV."""
+    if request.param == "made":
+        return media
     if not SHARED_CORPUS.is_dir():
-        pytest.skip(f"audio corpus not found at {SHARED_CORPUS} (it ships beside the repo in CI)")
+        pytest.skip(
+            f"extra coverage only: the shared corpus is not beside this clone ({SHARED_CORPUS}); "
+            "the same checks ran on the made set"
+        )
     return SHARED_CORPUS
 
 

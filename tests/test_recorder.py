@@ -290,14 +290,14 @@ def test_close_drops_every_widget(webm: bytes) -> None:
     [("ogg", "en_opus.opus", "opus"), ("mp4", "en_aac_fragmented.mp4", "aac")],
 )
 def test_other_browsers_containers(
-    session, emu: Emulator, corpus: Path, fmt: str, file: str, codec: str
+    session, emu: Emulator, media: Path, fmt: str, file: str, codec: str
 ) -> None:
     """Firefox can record Ogg/Opus, Safari fragmented MP4/AAC: same path, same result."""
     mic = Recorder("mic", format=fmt)
     mic.start()
     assert mic._webrtc.format == fmt and mic._player.format == fmt
     mic.stop()
-    browser_take(mic, (corpus / "formats" / file).read_bytes())
+    browser_take(mic, (media / "formats" / file).read_bytes())
     assert mic.takes[0].info.codec == codec
     answer = ask_audio(mic, "What is said?")
     assert answer.clips[0] is mic.takes[0]
