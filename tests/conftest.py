@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -87,6 +88,18 @@ def media_sets(request: pytest.FixtureRequest, media: Path) -> Path:
             "the same checks ran on the made set"
         )
     return SHARED_CORPUS
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a kernel. A pytest started in the background by
+    a non-interactive shell (``cmd &``, as CI scripts do) inherits SIGINT *ignored*, and then
+    ``_thread.interrupt_main()`` and a real SIGINT do nothing at all."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous is not None:  # None: set from outside Python, cannot be put back
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)
