@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import signal
 import threading
@@ -132,3 +133,15 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server.shutdown()
     thread.join()
     server.server_close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Let the process end within a second or two of pytest's summary line.
+
+    By now pytest has made its last garbage collection (the one that reports objects whose
+    finalizers fail); what is left lives until exit. Python's shutdown would still scan
+    all of it several times over (with torch and transformers imported, a few seconds of
+    CPU); frozen, it is freed by reference counting alone.
+    """
+    gc.freeze()
