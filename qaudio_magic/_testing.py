@@ -15,7 +15,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from .emulator import Emulator
-from .session import Session, Settings, set_session
+from .session import Session, set_session
+from .settings import Settings
 
 __all__ = ["TestingShell", "emulated_session"]
 

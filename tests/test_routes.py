@@ -249,8 +249,8 @@ def test_models_lists_routes_and_limits(ip) -> None:
     }
     assert "dashscope-compatible" in rows["qwen3-omni-flash"]
     assert (
-        "65,536" in rows["qwen3-omni-flash"]
-        and "150 s, 10 MB, 12.5 tok/s" in rows["qwen3-omni-flash"]
+        "49,152" in rows["qwen3-omni-flash"]  # CURRENT-MODELS §11.10 (non-thinking)
+        and "1200 s, 100 MB, 12.5 tok/s" in rows["qwen3-omni-flash"]  # §11.3.2: 20 min
     )
     assert (
         "8,192" in rows["qwen-audio-turbo-latest"]
@@ -260,7 +260,7 @@ def test_models_lists_routes_and_limits(ip) -> None:
     assert rows["openai:my-served-model"].split()[:3] == ["*", "openai:my-served-model", "openai"]
     assert "PCM in memory" in rows["local:PATH_OR_HUB_ID"]
     assert "DashScope compatible mode" in table.splitlines()[0]
-    assert "<td>qwen-omni-turbo</td>" in cap.outputs[0].data["text/html"]
+    assert ">qwen-omni-turbo</td>" in cap.outputs[0].data["text/html"]
 
 
 def test_backends_notebook_runs_against_emulator(tmp_path: Path) -> None:
