@@ -60,7 +60,7 @@ torch() {
         return 0
     fi
     local have
-    if have=$("$PY" -c "import torch; print(torch.__version__)" 2>/dev/null); then
+    if have=$("$PY" -c "import importlib.metadata as m; print(m.version('torch'))" 2>/dev/null); then
         STAGE_NOTE="torch $have already installed"
         return 0
     fi
