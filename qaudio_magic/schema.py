@@ -31,6 +31,7 @@ arrays and the numeric/length bounds. Other keywords are sent but not checked he
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import re
 import types
@@ -186,7 +187,8 @@ def extract_json(text: str) -> Any:
     text = _THINK.sub("", text or "").strip()
     if not text:
         raise ValueError("the answer is empty")
-    candidates = [m.group(1).strip() for m in _FENCE.finditer(text)][:_MOST_TRIES] + [text]
+    fenced = (m.group(1).strip() for m in _FENCE.finditer(text))
+    candidates = [*itertools.islice(fenced, _MOST_TRIES), text]
     for candidate in candidates:
         try:
             value = json.loads(candidate)
