@@ -9,12 +9,13 @@ Markdown exactly as written; a saved notebook therefore holds the answer as plai
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from markdown_it import MarkdownIt
 
-__all__ = ["bundle", "render_markdown", "thinking_bundle"]
+__all__ = ["bundle", "data_lines", "render_markdown", "thinking_bundle"]
 
 _SAFE_SCHEMES = ("http://", "https://")
 
@@ -92,12 +93,15 @@ def bundle(
     status: str | None = None,
     metadata: dict[str, Any] | None = None,
     segments: Sequence[str] = (),
+    data: Mapping[str, Any] | None = None,
     reasoning: str = "",
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Mime bundle (text/html + text/plain) and metadata for one answer.
 
     ``segments``: labels of the times the answer mentions (made from parsed numbers, e.g.
     ``1.53–1.87 s``), listed as text so they survive where the player cannot render.
+    ``data``: a typed answer's fields, shown as a small escaped table with the model's
+    raw text folded under it (``<details>``) instead of rendered.
     ``reasoning``: a thinking model's reasoning, as a collapsed block above the answer.
     """
     esc = html.escape
@@ -109,7 +113,12 @@ def bundle(
     parts.extend(f'<div class="qaudio-note">{esc(n)}</div>' for n in notes)
     if reasoning:
         parts.append(_thinking_html(reasoning, streaming=False))
-    body = render_markdown(text) if text else "<p><i>…</i></p>"
+    if data is not None:
+        body = _data_html(data) + (
+            f"<details><summary>raw answer</summary><pre>{esc(text)}</pre></details>"
+        )
+    else:
+        body = render_markdown(text) if text else "<p><i>…</i></p>"
     parts.append(f'<div class="qaudio-body">{body}</div>')
     if status:
         parts.append(f'<div class="qaudio-note">{esc(status)}</div>')
@@ -125,7 +134,11 @@ def bundle(
     plain.extend(f"note: {n}" for n in notes)
     if reasoning:
         plain.append(_thinking_title(reasoning, streaming=False) + " — see .reasoning")
-    plain.append(text or "…")
+    if data is not None:
+        plain.extend(data_lines(data))
+        plain.append(f"raw: {text}")
+    else:
+        plain.append(text or "…")
     if status:
         plain.append(status)
     if segments:
@@ -139,3 +152,24 @@ def bundle(
 def _clip_text(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def data_lines(data: Mapping[str, Any]) -> list[str]:
+    """A typed answer as ``field: value`` lines (JSON for anything but strings)."""
+    return [f"{key}: {_cell(value)}" for key, value in data.items()]
+
+
+def _data_html(data: Mapping[str, Any]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{esc(str(k))}</th>"
+        f"<td style='text-align:left'>{esc(_clip_text(_cell(v), 300))}</td></tr>"
+        for k, v in data.items()
+    )
+    return f'<table class="qaudio-data">{rows}</table>'
