@@ -5,27 +5,28 @@ A player is a widget; a notebook opened without its kernel (JupyterLab, GitHub, 
 small picture of the waveform with the times the answer mentions marked — an SVG of a few
 KB drawn from the peaks the player already computed (no second decode, no audio bytes).
 
-It goes into the answer's HTML as ``<img src="data:image/svg+xml;base64,...">``: JupyterLab's
-sanitizer (untrusted notebooks) removes inline ``<svg>`` but keeps ``data:`` images, which
-cannot run script. Where a live player renders in the same output area, a CSS rule of
+It goes into the answer's HTML as ``<img src="data:image/svg+xml,...">`` (percent-encoded,
+so the saved notebook shows readable shapes, not an opaque blob): JupyterLab's sanitizer
+(untrusted notebooks) removes inline ``<svg>`` but keeps ``data:`` images, which cannot
+run script. Where a live player renders in the same output area, a CSS rule of
 the answer hides the picture (:data:`HIDE_WHEN_LIVE`), so a running notebook shows the
 player alone.
 """
 
 from __future__ import annotations
 
-import base64
 import html
+import urllib.parse
 from collections.abc import Sequence
 
 import numpy as np
 
-from ._format import seconds as seconds_label
+from ._format import clock
 
 __all__ = ["HIDE_WHEN_LIVE", "picture_html", "waveform_svg"]
 
 WIDTH, HEIGHT, AXIS = 600, 44, 11  # the drawing, and the strip under it for the time labels
-COLUMNS = 200  # waveform columns drawn (the player's 2,000 min/max pairs, merged tenfold)
+COLUMNS = 300  # waveform columns drawn (the player's 2,000 min/max pairs, merged)
 _WAVE, _MARK, _BACK, _TEXT = "#4a7bd0", "#ffaa00", "#f2f2f2", "#666"
 
 # A live player (its root is .qaudio-player) in the same output area: the picture is not needed.
@@ -45,6 +46,16 @@ def _columns(peaks: bytes, columns: int) -> np.ndarray:
         hi = np.maximum.reduceat(pairs[:, 1], edges)
         pairs = np.stack([lo, hi], axis=1)
     return pairs
+
+
+def _length(duration: float) -> str:
+    """The clip's length as its label says it: ``6.0 s``, ``1:35``."""
+    return f"{duration:.1f} s" if duration < 60 else clock(duration)
+
+
+def _n(value: float) -> str:
+    """A coordinate with at most one decimal and no trailing zero (the SVG stays small)."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def waveform_svg(
@@ -77,10 +88,10 @@ def waveform_svg(
                 'fill-opacity="0.45"/>'
             )
     strokes = "".join(
-        f"M{(i + 0.5) * step:.1f} {mid - hi * half:.0f}V{mid - min(lo, hi - 0.03) * half:.0f}"
+        f"M{_n((i + 0.5) * step)} {mid - hi * half:.0f}V{mid - min(lo, hi - 0.03) * half:.0f}"
         for i, (lo, hi) in enumerate(pairs)
     )
-    width = max(step * 0.8, 0.8)
+    width = max(step * 0.9, 0.8)
     out.append(f'<path d="M0 {mid:.0f}H{WIDTH}" stroke="{_WAVE}" stroke-width="0.5"/>')
     if strokes:
         out.append(f'<path d="{strokes}" stroke="{_WAVE}" stroke-width="{width:.1f}"/>')
@@ -88,7 +99,7 @@ def waveform_svg(
     out.append(f'<text x="1" y="{base}" fill="{_TEXT}">0 s</text>')
     out.append(
         f'<text x="{WIDTH - 1}" y="{base}" fill="{_TEXT}" text-anchor="end">'
-        f"{html.escape(seconds_label(duration))}</text>"
+        f"{html.escape(_length(duration))}</text>"
     )
     out.append("</svg>")
     return "".join(out)
@@ -102,11 +113,11 @@ def picture_html(
     times: Sequence[str] = (),
 ) -> str:
     """The picture as an ``<img>`` with a data URL, described in its ``alt`` text."""
-    svg = waveform_svg(peaks, duration, marks)
-    data = base64.b64encode(svg.encode()).decode("ascii")
+    svg = waveform_svg(peaks, duration, marks).replace('"', "'")
+    data = urllib.parse.quote(svg, safe=" '=:/,.-")
     alt = f"waveform of {label}" + (f"; marked: {', '.join(times)}" if times else "")
     return (
-        f'<img class="qaudio-still" src="data:image/svg+xml;base64,{data}" '
+        f'<img class="qaudio-still" src="data:image/svg+xml,{data}" '
         f'alt="{html.escape(alt)}" title="{html.escape(alt)}" width="{WIDTH}" '
-        f'height="{HEIGHT + AXIS}" style="max-width:100%;height:auto;display:block">'
+        f'height="{HEIGHT + AXIS}" style="max-width:100%;height:auto">'
     )

@@ -50,8 +50,7 @@ _STYLE = (
     ".qaudio-thinking summary{color:var(--jp-ui-font-color2,#666);font-size:0.85em;cursor:pointer}"
     ".qaudio-thinking .qaudio-reasoning{white-space:pre-wrap;color:var(--jp-ui-font-color2,#666);"
     "font-size:0.85em;margin:0.3em 0 0.3em 1em}"
-    ".qaudio-answer .qaudio-bit{white-space:nowrap}"
-    ".qaudio-answer .qaudio-still{margin:2px 0 4px}"
+    ".qaudio-answer .qaudio-still{display:block;margin:2px 0 4px}"
     # the static waveform picture is for saved notebooks: hidden where a live player renders
     ".jp-OutputArea:has(.qaudio-player) .qaudio-still,"
     ".output:has(.qaudio-player) .qaudio-still{display:none}</style>"
@@ -166,9 +165,10 @@ def bundle(
 
 def _bits(line: str) -> str:
     """A ``·``-separated line, escaped, wrapping only between its parts (a request id or a
-    clip name never breaks in the middle)."""
+    clip name never breaks in the middle). Inline style: JupyterLab keeps it in untrusted
+    notebooks, where it drops ``<style>``."""
     return " · ".join(
-        f'<span class="qaudio-bit">{html.escape(bit)}</span>' for bit in line.split(" · ")
+        f'<span style="white-space:nowrap">{html.escape(bit)}</span>' for bit in line.split(" · ")
     )
 
 

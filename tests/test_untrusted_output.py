@@ -12,8 +12,8 @@ payload asked for exists, and every link is http(s). The real-browser counterpar
 
 from __future__ import annotations
 
-import base64
 import re
+import urllib.parse
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -86,11 +86,11 @@ def assert_own_picture(attrs: dict[str, str | None]) -> None:
     """The waveform picture: a data-URL SVG of shapes and time labels, nothing else — no
     script, no link, no handler, no text the model or a file name could have written."""
     src = attrs.get("src") or ""
-    prefix = "data:image/svg+xml;base64,"
+    prefix = "data:image/svg+xml,"
     assert src.startswith(prefix), src[:60]
     assert not any(name.startswith("on") for name in attrs)
     parser = _Elements()
-    parser.feed(base64.b64decode(src[len(prefix) :]).decode())
+    parser.feed(urllib.parse.unquote(src[len(prefix) :]))
     for tag, svg_attrs in parser.tags:
         assert tag in {"svg", "rect", "path", "text"}, tag
         assert not any(n.startswith("on") or "href" in n for n in svg_attrs), svg_attrs
