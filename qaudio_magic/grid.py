@@ -85,8 +85,11 @@ def compare(
     typed: Schema | None = None
     if schema is not None:
         from .schema import Schema
+        from .structured import check_model
 
         typed = Schema.of(schema)
+        for name in names:
+            check_model(name)
     question = (question or "").strip() or None
     if dry_run:
         from .estimate import plan_many
