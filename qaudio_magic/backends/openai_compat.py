@@ -35,19 +35,26 @@ from typing import Any, Literal
 import httpx
 
 from .._prepare import PreparedAudio
-from .._secret import Secret
+from .._secret import Secret, scrub
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
 from ..models import lookup, served_name
+from ._body import MAX_ANSWER_CHARS, read_body, too_large
 from ._http import (
+    AFTER_ANSWER,
     BearerAuth,
     HTTPBackend,
     Timeouts,
+    clean_id,
     error_from_payload,
-    error_from_response,
+    question_deadline,
+    request_id_of,
+    scrubbed,
     too_late,
     transport_error,
 )
 from ._inline import base64_text, dumps
+from ._net import deadline as within
+from ._net import each_within
 from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
 
@@ -106,19 +113,17 @@ class OpenAICompatBackend(HTTPBackend):
         headers = self.build_headers(body, stream=on_wire)
         content = dumps(body)
         url = self.base_url + CHAT_PATH
-        deadline = time.monotonic() + self.timeouts.total
+        at = question_deadline(self.timeouts.total)
         auth = BearerAuth(key) if key is not None else httpx.Auth()  # Auth(): none
         try:
             if not on_wire:
-                yield from self._call(url, content, headers, auth, deadline)
+                yield from scrubbed(self._call(url, content, headers, auth, at))
             elif request.stream:
-                yield from self._stream(url, content, headers, auth, deadline)
+                yield from scrubbed(self._stream(url, content, headers, auth, at))
             else:  # a stream-only model asked for the whole answer: stream, show it once done
-                yield from _whole(self._stream(url, content, headers, auth, deadline))
+                yield from _whole(scrubbed(self._stream(url, content, headers, auth, at)))
         except httpx.HTTPError as exc:
-            raise transport_error(
-                exc, self.host, deadline=deadline, total=self.timeouts.total
-            ) from None
+            raise transport_error(exc, self.host, deadline=at, total=self.timeouts.total) from None
 
     # ------------------------------------------------------------------ wire
     def build_body(self, request: Request, *, stream: bool) -> dict[str, Any]:
@@ -200,35 +205,30 @@ class OpenAICompatBackend(HTTPBackend):
         content: bytes,
         headers: dict[str, str],
         auth: httpx.Auth,
-        deadline: float,
+        at: float,
     ) -> Iterator[Event]:
-        response = self._client.post(
-            url,
-            content=content,
-            headers=headers,
-            auth=auth,
-            timeout=self.timeouts.httpx(deadline - time.monotonic()),
-        )
-        if response.status_code != 200:
-            raise self._error(
-                error_from_response(
-                    response.status_code, response.headers, response.content, service=self.service
-                )
-            )
-        rid = _request_id(response.headers)
-        text = response.content.decode("utf-8", "replace")
+        with self.send("POST", url, at=at, content=content, headers=headers, auth=auth) as response:
+            if response.status_code != 200:
+                raise self._error(self.error_of(response, at=at, service=self.service))
+            rid = request_id_of(response.headers)
+            with within(at):
+                text = scrub(read_body(response, self.host).decode("utf-8", "replace"))
         if looks_like_sse(text):  # a server that streamed anyway: read its chunks
-            yield from _whole(self._chunks(parse_events(text), rid, deadline))
+            yield from _whole(self._chunks(parse_events(text), rid, at))
             return
         payload = self._load(text)
         self._raise_if_error(payload, None)
         choices = payload.get("choices") or []
         choice = choices[0] if choices and isinstance(choices[0], dict) else {}
         answer = _content_text((choice.get("message") or {}).get("content"))
+        if len(answer) > MAX_ANSWER_CHARS:
+            raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
         if answer:
             yield TextDelta(answer)
         yield Completion(
-            _usage(payload.get("usage")), rid or payload.get("id"), choice.get("finish_reason")
+            _usage(payload.get("usage")),
+            rid or clean_id(payload.get("id")),
+            _finish(choice.get("finish_reason")),
         )
 
     def _stream(
@@ -237,45 +237,41 @@ class OpenAICompatBackend(HTTPBackend):
         content: bytes,
         headers: dict[str, str],
         auth: httpx.Auth,
-        deadline: float,
+        at: float,
     ) -> Iterator[Event]:
-        timeout = self.timeouts.httpx(deadline - time.monotonic())
-        with self._client.stream(
-            "POST", url, content=content, headers=headers, auth=auth, timeout=timeout
-        ) as response:
+        with self.send("POST", url, at=at, content=content, headers=headers, auth=auth) as response:
             if response.status_code != 200:
-                raw = response.read()
-                raise self._error(
-                    error_from_response(
-                        response.status_code, response.headers, raw, service=self.service
-                    )
-                )
-            rid = _request_id(response.headers)
-            try:
-                yield from self._chunks(response_events(response), rid, deadline)
-            except httpx.HTTPError as exc:  # broken mid-answer: name the answer's request id
+                raise self._error(self.error_of(response, at=at, service=self.service))
+            rid = request_id_of(response.headers)
+            try:  # broken mid-answer: name the answer's request id
+                events = each_within(response_events(response, self.host), at)
+                yield from self._chunks(events, rid, at)
+            except httpx.HTTPError as exc:
                 raise transport_error(
-                    exc, self.host, request_id=rid, deadline=deadline, total=self.timeouts.total
+                    exc, self.host, request_id=rid, deadline=at, total=self.timeouts.total
                 ) from None
 
-    def _chunks(
-        self, events: Iterable[SSEEvent], rid: str | None, deadline: float
-    ) -> Iterator[Event]:
-        """Text deltas from ``chat.completion.chunk`` events, then one Completion."""
+    def _chunks(self, events: Iterable[SSEEvent], rid: str | None, at: float) -> Iterator[Event]:
+        """Text deltas from ``chat.completion.chunk`` events, then one Completion.
+
+        Once the answer is complete (a ``finish_reason``, or ``[DONE]``), what follows
+        (usage, ``[DONE]``, the end of the body) is read for at most AFTER_ANSWER seconds
+        and only for its usage: a server that goes on sending does not hold the answer back.
+        """
         finish: str | None = None
         usage: dict[str, Any] | None = None
         done = False
+        shown = 0
+        events = iter(events)
         for event in events:
-            if time.monotonic() > deadline:
+            if time.monotonic() > at:
                 raise too_late(self.host, self.timeouts.total, rid)
-            if done:  # nothing may follow [DONE]; read on so the connection can be reused
-                continue
             if event.data.strip() == "[DONE]":
                 done = True
-                continue
+                break
             payload = self._load(event.data)
             self._raise_if_error(payload, event)
-            rid = rid or payload.get("id")
+            rid = rid or clean_id(payload.get("id"))
             if isinstance(payload.get("usage"), dict):
                 usage = payload["usage"]  # the last chunk (empty choices) carries it
             for choice in payload.get("choices") or []:
@@ -283,14 +279,32 @@ class OpenAICompatBackend(HTTPBackend):
                     continue
                 text = _content_text((choice.get("delta") or {}).get("content"))
                 if text:
+                    shown += len(text)
+                    if shown > MAX_ANSWER_CHARS:
+                        raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
                     yield TextDelta(text)
                 if choice.get("finish_reason"):
-                    finish = str(choice["finish_reason"])
+                    finish = _finish(choice["finish_reason"])
+            if finish is not None:
+                break
         if not done and finish is None:
             raise TransportError(
                 f"{self.host} ended the stream before the answer was complete"
                 + (f" (request id {rid})" if rid else "")
             )
+        try:  # usage and [DONE] follow the finish; then the end of the body
+            with within(min(at, time.monotonic() + AFTER_ANSWER)):
+                for event in events:
+                    if done:
+                        continue  # nothing may follow [DONE]: read on so the connection is reused
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        continue
+                    payload = self._load(event.data)
+                    if isinstance(payload.get("usage"), dict):
+                        usage = payload["usage"]
+        except (httpx.HTTPError, TransportError):
+            pass  # the answer is complete: a tail that breaks or drags on is dropped
         yield Completion(_usage(usage), rid, finish)
 
     # ------------------------------------------------------------------ errors
@@ -299,7 +313,7 @@ class OpenAICompatBackend(HTTPBackend):
             value = json.loads(text)
         except ValueError:
             raise TransportError(
-                f"{self.host} sent a malformed answer (not JSON): {text[:80]!r}"
+                f"{self.host} sent a malformed answer (not JSON): {scrub(text)[:80]!r}"
             ) from None
         if not isinstance(value, dict):
             raise TransportError(f"{self.host} sent a malformed answer (not a JSON object)")
@@ -358,8 +372,8 @@ def _whole(events: Iterator[Event]) -> Iterator[Event]:
             close()
 
 
-def _request_id(headers: httpx.Headers) -> str | None:
-    return headers.get("x-request-id") or headers.get("x-dashscope-request-id")
+def _finish(reason: object) -> str | None:
+    return None if not reason else " ".join(str(reason).split())[:40]
 
 
 def _content_text(content: Any) -> str:
