@@ -14,11 +14,14 @@ from qaudio_magic.errors import QAudioError
 from qaudio_magic.session import Session, Settings, set_session
 
 from ..conftest import AUDIO, TEST_KEY
+from .cases import CHAT, GENERATION
 from .server import HostileServer
 
+__all__ = ["CHAT", "CLIP", "GENERATION", "OVERSHOOT", "failing_question"]
+
 CLIP = AUDIO / "speech_en.wav"
-GENERATION = "/services/aigc/multimodal-generation/generation"
-CHAT = "/compatible-mode/v1/chat/completions"
+
+
 OVERSHOOT = 1.0  # the promise: a question ends within total_timeout + 1 s
 
 

@@ -18,7 +18,17 @@ from qaudio_magic import ask_audio
 from qaudio_magic.session import Session
 
 from .._leaks import client_sockets
-from .conftest import CHAT, CLIP, GENERATION, OVERSHOOT, failing_question
+from .cases import (
+    CHAT,
+    GENERATION,
+    TIME_CASES,
+    UPLOADS,
+    policy,
+    silent,
+    trickled_headers,
+    trickled_json,
+)
+from .conftest import CLIP, OVERSHOOT, failing_question
 from .server import Conn, HostileServer, Request, dashscope_event, openai_event
 
 TOTAL = 1.5
@@ -34,62 +44,16 @@ def _client_left(server: HostileServer, path: str) -> bool:
     return all(h.client_left for h in server.hits_to(path))
 
 
-# ---------------------------------------------------------------------- behaviours
-def trickled_headers(conn: Conn, request: Request) -> None:
-    conn.trickle(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 10_000, every=0.05)
-
-
-def trickled_sse_line(conn: Conn, request: Request) -> None:
-    conn.sse_head()
-    conn.trickle(b"data:" + b"x" * 10_000, every=0.05)
-
-
-def trickled_json(conn: Conn, request: Request) -> None:
-    conn.head(200, {"Content-Type": "application/json", "Content-Length": "1000000"})
-    conn.trickle(b'{"output": {"text": "' + b"x" * 10_000, every=0.05)
-
-
-def keep_alives(every: float) -> Callable[[Conn, Request], None]:
-    def behaviour(conn: Conn, request: Request) -> None:
-        conn.sse_head()
-        conn.forever(b":keep-alive\n\n", every=every)
-
-    return behaviour
-
-
-def silent(conn: Conn, request: Request) -> None:
-    conn.pause(60)
-
-
-CASES = {
-    "headers trickled at 20 B/s": (trickled_headers, True),
-    "headers trickled, not streamed": (trickled_headers, False),
-    "SSE line trickled without a newline": (trickled_sse_line, True),
-    "JSON body trickled, not streamed": (trickled_json, False),
-    "keep-alive comments every 10 ms": (keep_alives(0.01), True),
-    "keep-alive comments at full speed": (keep_alives(0.0), True),
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(TIME_CASES))
 def test_the_total_deadline_holds_whatever_bytes_arrive(
     hostile: HostileServer, make_session: Callable[..., Session], case: str
 ) -> None:
-    behaviour, stream = CASES[case]
-    hostile.route(GENERATION, behaviour)
-    took, message = failing_question(make_session(total_timeout=TOTAL), stream=stream)
+    path, behaviour, kwargs, _ = TIME_CASES[case]
+    hostile.route(path, behaviour)
+    took, message = failing_question(make_session(total_timeout=TOTAL), **kwargs)
     assert message == f"127.0.0.1:{hostile.port}: the answer {TOTAL_MESSAGE}"
     assert TOTAL <= took < TOTAL + OVERSHOOT
-    assert _client_left(hostile, GENERATION)
-
-
-def test_the_compatible_route_keeps_the_deadline_too(
-    hostile: HostileServer, make_session: Callable[..., Session]
-) -> None:
-    hostile.route(CHAT, trickled_sse_line)
-    took, message = failing_question(make_session(total_timeout=TOTAL), model="qwen3-omni-flash")
-    assert message.endswith(TOTAL_MESSAGE)
-    assert TOTAL <= took < TOTAL + OVERSHOOT
+    assert _client_left(hostile, path)
 
 
 def test_retries_share_one_deadline(
@@ -119,29 +83,14 @@ def test_a_retry_that_cannot_finish_in_time_is_not_made(
 
 
 # ---------------------------------------------------------------------- uploads
-def _policy(server: HostileServer) -> Callable[[Conn, Request], None]:
-    def behaviour(conn: Conn, request: Request) -> None:
-        data = {
-            "policy": "cG9saWN5",
-            "signature": "c2ln",
-            "upload_dir": "dashscope-instant/x/2026-01-01/u",
-            "upload_host": server.url + "/oss",
-            "oss_access_key_id": "AK",
-            "expire_in_seconds": 300,
-        }
-        conn.json(200, {"request_id": "p", "data": data})
-
-    return behaviour
-
-
 @pytest.mark.parametrize("stage", ["getPolicy", "OSS form"])
 def test_uploads_are_inside_the_deadline(
     hostile: HostileServer, make_session: Callable[..., Session], stage: str
 ) -> None:
     if stage == "getPolicy":
-        hostile.route("/api/v1/uploads", trickled_json)
+        hostile.route(UPLOADS, trickled_json)
     else:
-        hostile.route("/api/v1/uploads", _policy(hostile))
+        hostile.route(UPLOADS, policy(hostile))
         hostile.route("/oss", trickled_json)
     took, message = failing_question(make_session(total_timeout=TOTAL, upload="always"))
     assert message.endswith(TOTAL_MESSAGE)
