@@ -11,7 +11,7 @@ cancelled (Ctrl-C) wakes its sleeping workers at once instead of after the backo
 
 One deadline covers the whole question: a backend with a ``total_timeout`` gets
 ``total_timeout`` seconds for every try, the uploads in them and the waits between them
-together (``backends._net.deadline`` is set around each step of the stream). A retry
+together (``_net.deadline`` is set around each step of the stream). A retry
 whose wait would end past the deadline is not made: the last error is raised instead.
 """
 
@@ -73,7 +73,7 @@ def with_retries(
     :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
     Everything ends by the backend's ``total_timeout`` from now, retries included.
     """
-    from .backends._net import each_within, sliced_sleep
+    from ._net import each_within, sliced_sleep
     from .backends.base import TextDelta
 
     total = getattr(backend, "total_timeout", None)  # HTTP backends; the local one has none

@@ -8,8 +8,9 @@ sends (answers, request ids, error bodies), before it reaches any surface.
 
 A server may echo the key whole, or cut (an error text cut to 300 characters), or split
 across streamed pieces. So :func:`scrub` removes the key, and also any run of at least
-:data:`MIN_RUN` characters that is a prefix or a suffix of it; :class:`StreamScrubber`
-holds back the end of a streamed piece while it could be the start of a key. Once a
+:data:`MIN_RUN` characters that is a prefix of it (what a cut leaves); texts are scrubbed
+before they are cut; :class:`StreamScrubber` holds back the end of a streamed piece while
+it could be the start of a key. Once a
 key exists, httpx's and httpcore's log records are scrubbed too (their DEBUG records
 quote response headers).
 """
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 __all__ = ["MIN_RUN", "Secret", "StreamScrubber", "scrub"]
 
-MIN_RUN = 8  # a prefix or suffix of a key this long is scrubbed like the key itself
+MIN_RUN = 8  # a prefix of a key this long is scrubbed like the key itself
 _REDACTED = "***"
 _LOGGERS = (
     "httpx",
@@ -38,7 +39,6 @@ _LOGGERS = (
 class _Key(NamedTuple):
     value: str
     head: str  # its first MIN_RUN characters (the whole key when shorter)
-    tail: str  # its last MIN_RUN characters
     start: str  # its first character
 
 
@@ -87,7 +87,7 @@ def _remember(value: str) -> None:
         # longest first: a key that contains another is scrubbed whole
         _keys = tuple(
             sorted(
-                (*_keys, _Key(value, value[:MIN_RUN], value[-MIN_RUN:], value[0])),
+                (*_keys, _Key(value, value[:MIN_RUN], value[0])),
                 key=lambda k: -len(k.value),
             )
         )
@@ -97,44 +97,28 @@ def _remember(value: str) -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every known key, and every long prefix or suffix of one, as ``***``."""
+    """``text`` with every known key, and every long prefix of one, as ``***``."""
     keys = _keys
     if not keys or not text:
         return text
     for key in keys:
         if key.value in text:
             text = text.replace(key.value, _REDACTED)
-        if len(key.value) > MIN_RUN:
-            if key.head in text:
-                text = _runs(text, key.value, key.head, prefix=True)
-            if key.tail in text:
-                text = _runs(text, key.value, key.tail, prefix=False)
+        if len(key.value) > MIN_RUN and key.head in text:
+            text = _prefixes(text, key.value, key.head)
     return text
 
 
-def _runs(text: str, key: str, seed: str, *, prefix: bool) -> str:
-    """Replace each run that starts (``prefix``) or ends with ``seed`` and continues as
-    ``key`` does, for as long as it matches."""
+def _prefixes(text: str, key: str, head: str) -> str:
+    """Replace each run that starts with ``head`` and goes on as ``key`` does."""
     out: list[str] = []
     pos = 0
-    n = len(seed)
-    while (at := text.find(seed, pos)) >= 0:
-        if prefix:
-            end = at + n
-            while end < len(text) and end - at < len(key) and text[end] == key[end - at]:
-                end += 1
-            out += [text[pos:at], _REDACTED]
-            pos = end
-        else:
-            begin, end = at, at + n
-            while (
-                begin > pos
-                and end - begin < len(key)
-                and text[begin - 1] == key[-(end - begin) - 1]
-            ):
-                begin -= 1
-            out += [text[pos:begin], _REDACTED]
-            pos = end
+    while (at := text.find(head, pos)) >= 0:
+        end = at + len(head)
+        while end < len(text) and end - at < len(key) and text[end] == key[end - at]:
+            end += 1
+        out += [text[pos:at], _REDACTED]
+        pos = end
     out.append(text[pos:])
     return "".join(out)
 
@@ -156,8 +140,6 @@ class StreamScrubber:
         keys = _keys
         if not keys:
             return piece
-        if len(self._held) >= 2 and piece.startswith(_REDACTED):
-            self._held = ""  # the start of a key whose rest was scrubbed as it arrived
         text = self._held + piece if self._held else piece
         keep = 0
         for key in keys:  # the longest end of `text` that is a proper prefix of a key

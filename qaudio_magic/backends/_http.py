@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import ipaddress
 import json
 import math
 import os
@@ -36,11 +35,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .. import __version__
+from .._net import current_deadline, deadline, interruptible_transport
 from .._secret import Secret, StreamScrubber, scrub
+from .._version import __version__
 from ..errors import APIError, TransportError
 from ._body import ACCEPT_ENCODING, read_error_body
-from ._net import current_deadline, deadline
 from ._sse import looks_like_sse, parse_events
 from .base import Event, TextDelta
 
@@ -50,7 +49,6 @@ __all__ = [
     "abort_connections",
     "clean_id",
     "error_from_response",
-    "interruptible_transport",
     "make_client",
     "question_deadline",
     "request_id_of",
@@ -128,22 +126,6 @@ def abort_connections(client: httpx.Client) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-def interruptible_transport(**kwargs: Any) -> httpx.HTTPTransport:
-    """httpx's transport, its sockets waiting in 0.1 s slices so that Ctrl-C stops a
-    request within a slice however it is delivered (see ``_net.py``).
-
-    httpx takes no network backend, so it is set on the httpcore pool it builds; should
-    that pool ever look different, the transport is returned as httpx made it.
-    """
-    from ._net import SlicedBackend
-
-    transport = httpx.HTTPTransport(**kwargs)
-    pool = getattr(transport, "_pool", None)
-    if pool is not None and hasattr(pool, "_network_backend"):
-        pool._network_backend = SlicedBackend()
-    return transport
 
 
 class HTTPBackend:
@@ -241,17 +223,6 @@ def question_deadline(total: float) -> float:
     at = time.monotonic() + total
     outer = current_deadline()
     return at if outer is None or at < outer else outer
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` points at this machine (the emulator, a test server)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:

@@ -42,6 +42,7 @@ from xml.etree import ElementTree
 
 import httpx
 
+from .._net import current_deadline, deadline, is_loopback
 from .._prepare import PreparedAudio
 from .._secret import Secret, scrub
 from ..errors import APIError, ConfigError, TransportError
@@ -50,12 +51,10 @@ from ._http import (
     BearerAuth,
     clean_id,
     error_from_response,
-    is_loopback,
     retry_after,
     too_late,
     transport_error,
 )
-from ._net import current_deadline, deadline
 
 __all__ = ["UPLOAD_MODES", "TemporaryUploads", "upload_available"]
 
@@ -211,7 +210,8 @@ class TemporaryUploads:
                     raise error_from_response(
                         response.status_code, response.headers, body, service="DashScope"
                     )
-                text = scrub(read_body(response, host, MAX_ERROR_BODY).decode("utf-8", "replace"))
+                # protocol data, used as sent (never shown): not scrubbed
+                text = read_body(response, host, MAX_ERROR_BODY).decode("utf-8", "replace")
             finally:
                 response.close()
         except httpx.HTTPError as exc:

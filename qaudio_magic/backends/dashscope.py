@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from .._net import deadline as within
+from .._net import each_within
 from .._prepare import PreparedAudio
 from .._secret import Secret, scrub
 from ..errors import APIError, AudioTooLargeError, ConfigError, MissingKeyError, TransportError
@@ -39,8 +41,6 @@ from ._http import (
     transport_error,
 )
 from ._inline import base64_text, dumps
-from ._net import deadline as within
-from ._net import each_within
 from ._sse import looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage

@@ -16,7 +16,7 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ..backends._http import is_loopback
+from .._net import is_loopback
 from .server import ReceivedAudio
 
 __all__ = ["compose", "decode_item", "estimate_tokens", "split_tokens"]

@@ -30,6 +30,7 @@ are fine), and a skipped clean-up would leave a connection open.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import select
 import socket
@@ -38,8 +39,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpcore
+import httpx
 from httpcore._backends.sync import SyncBackend, SyncStream
 
 __all__ = [
@@ -49,6 +52,8 @@ __all__ = [
     "current_deadline",
     "deadline",
     "each_within",
+    "interruptible_transport",
+    "is_loopback",
     "sliced_sleep",
 ]
 
@@ -221,3 +226,28 @@ def _connect(
             if isinstance(exc, socket.timeout):
                 raise
     raise error or OSError(f"cannot resolve {host}")
+
+
+def interruptible_transport(**kwargs: Any) -> httpx.HTTPTransport:
+    """httpx's transport, its sockets waiting in 0.1 s slices so that Ctrl-C stops a
+    request within a slice however it is delivered (see the module docstring).
+
+    httpx takes no network backend, so it is set on the httpcore pool it builds; should
+    that pool ever look different, the transport is returned as httpx made it.
+    """
+    transport = httpx.HTTPTransport(**kwargs)
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = SlicedBackend()
+    return transport
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (the emulator, a test server)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
