@@ -74,7 +74,7 @@ def with_retries(
     Everything ends by the backend's ``total_timeout`` from now, retries included.
     """
     from ._net import each_within, sliced_sleep
-    from .backends.base import TextDelta
+    from .backends.base import AudioDelta, ReasoningDelta, TextDelta
 
     total = getattr(backend, "total_timeout", None)  # HTTP backends; the local one has none
     at = time.monotonic() + total if isinstance(total, (int, float)) else None
@@ -91,8 +91,8 @@ def with_retries(
             for event in each_within(events, at):
                 if cancel is not None and cancel.is_set():
                     raise Interrupted("interrupted mid-answer")
-                if isinstance(event, TextDelta):
-                    seen = True
+                if isinstance(event, (TextDelta, ReasoningDelta, AudioDelta)):
+                    seen = True  # something was shown: asking again would show it twice
                 yield event
             return
         except QAudioError as exc:

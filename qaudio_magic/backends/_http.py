@@ -41,7 +41,7 @@ from .._version import __version__
 from ..errors import APIError, TransportError
 from ._body import ACCEPT_ENCODING, read_error_body
 from ._sse import looks_like_sse, parse_events
-from .base import Event, TextDelta
+from .base import Annotation, Completion, Event, ReasoningDelta, TextDelta
 
 __all__ = [
     "BearerAuth",
@@ -197,20 +197,32 @@ class HTTPBackend:
 
 
 def scrubbed(events: Iterator[Event]) -> Iterator[Event]:
-    """``events`` with keys scrubbed from the answer's text, even when split across
-    deltas (a piece that could begin a key waits for the next), and from its request id."""
-    scrubber = StreamScrubber()
+    """``events`` with keys scrubbed from the answer's text and reasoning, even when split
+    across deltas (a piece that could begin a key waits for the next), and from request
+    ids and annotations."""
+    text, thought = StreamScrubber(), StreamScrubber()
     try:
         for event in events:
             if isinstance(event, TextDelta):
-                text = scrubber.feed(event.text)
-                if text:
-                    yield TextDelta(text) if text is not event.text else event
-                continue
-            rest = scrubber.flush()
-            if rest:
-                yield TextDelta(rest)
-            yield replace(event, request_id=clean_id(event.request_id))
+                clean = text.feed(event.text)
+                if clean:
+                    yield event if clean is event.text else TextDelta(clean)
+            elif isinstance(event, ReasoningDelta):
+                clean = thought.feed(event.text)
+                if clean:
+                    yield event if clean is event.text else ReasoningDelta(clean)
+            elif isinstance(event, Annotation):
+                yield Annotation(clean_id(event.language), clean_id(event.emotion))
+            elif isinstance(event, Completion):
+                rest = thought.flush()
+                if rest:
+                    yield ReasoningDelta(rest)
+                rest = text.flush()
+                if rest:
+                    yield TextDelta(rest)
+                yield replace(event, request_id=clean_id(event.request_id))
+            else:
+                yield event
     finally:
         close = getattr(events, "close", None)
         if close is not None:

@@ -27,6 +27,7 @@ from .._secret import Secret, scrub
 from ..errors import APIError, AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
 from ._body import MAX_ANSWER_CHARS, read_body, too_large
+from ._deltas import annotation_of
 from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
     AFTER_ANSWER,
@@ -43,7 +44,17 @@ from ._http import (
 from ._inline import base64_text, dumps
 from ._sse import looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
-from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+from .base import (
+    Annotation,
+    AudioPart,
+    Completion,
+    Event,
+    Limits,
+    Message,
+    Request,
+    TextDelta,
+    Usage,
+)
 
 __all__ = ["BEIJING", "SINGAPORE", "DashScopeBackend"]
 
@@ -275,6 +286,9 @@ class DashScopeBackend(HTTPBackend):
             raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
         if answer:
             yield TextDelta(answer)
+        note = _annotation(last)
+        if note is not None:
+            yield note
         yield Completion(_usage(last), _rid(last), _finish(last))
 
     def _stream(
@@ -331,6 +345,9 @@ class DashScopeBackend(HTTPBackend):
                     + (f" (request id {rid})" if rid else "")
                 )
             _drain(events, at)
+            note = _annotation(last)
+            if note is not None:
+                yield note
             yield Completion(_usage(last), _rid(last), finish)
 
     def _frame_payload(self, event: str | None, status: int | None, data: str) -> dict[str, Any]:
@@ -398,6 +415,12 @@ def _text_of(payload: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     return str((payload.get("output") or {}).get("text") or "")
+
+
+def _annotation(payload: dict[str, Any]) -> Annotation | None:
+    """Qwen3-ASR's ``message.annotations`` (language, emotion), from the last frame."""
+    message = _choice(payload).get("message")
+    return annotation_of(message) if isinstance(message, dict) else None
 
 
 def _finish(payload: dict[str, Any]) -> str | None:

@@ -49,6 +49,7 @@ from .._secret import Secret, scrub
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
 from ..models import ModelSpec, lookup, served_name
 from ._body import MAX_ANSWER_CHARS, read_body, too_large
+from ._deltas import PCMReader, ThinkSplitter, annotation_of, reasoning_of, whole
 from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
     AFTER_ANSWER,
@@ -66,7 +67,17 @@ from ._http import (
 from ._inline import base64_text, dumps
 from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
-from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+from .base import (
+    AudioPart,
+    Completion,
+    Event,
+    Limits,
+    Message,
+    ReasoningDelta,
+    Request,
+    TextDelta,
+    Usage,
+)
 
 __all__ = ["Dialect", "OpenAICompatBackend"]
 
@@ -181,9 +192,36 @@ class OpenAICompatBackend(HTTPBackend):
             elif request.stream:
                 yield from scrubbed(self._stream(url, content, headers, auth, at))
             else:  # a stream-only model asked for the whole answer: stream, show it once done
-                yield from _whole(scrubbed(self._stream(url, content, headers, auth, at)))
+                yield from whole(scrubbed(self._stream(url, content, headers, auth, at)))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.host, deadline=at, total=self.timeouts.total) from None
+
+    def plan(self, request: Request) -> tuple[list[tuple[PreparedAudio, str, int]], int]:
+        """How each clip would travel and the body size, without sending anything
+        (``--dry-run``): ``[(audio, route, wire_bytes)]``, route ``inline``, ``upload``,
+        ``uploaded`` or ``url``."""
+        key = self._key()
+        routes: list[tuple[PreparedAudio, str, int]] = []
+        values: dict[PreparedAudio, str] = {}
+        model = served_name(request.model)
+        for message in request.messages:
+            for audio in message.audio:
+                if audio.url is not None or audio.data is None:
+                    routes.append((audio, "url", len(audio.url or "")))
+                elif self.uploading and (
+                    self.upload == "always" or len(audio.data) > INLINE_MAX_BYTES
+                ):
+                    url = self.uploads.cached(audio, model, key)
+                    if url is None:
+                        url = "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename
+                        routes.append((audio, "upload", audio.size + 1_000))
+                    else:
+                        routes.append((audio, "uploaded", len(url)))
+                    values[audio] = url
+                else:
+                    routes.append((audio, "inline", 4 * -(-audio.size // 3) + 14))
+        body = self.build_body(request, stream=True, audio_values=values)
+        return routes, len(dumps(body))
 
     def _upload_audio(self, request: Request, key: Secret, at: float) -> dict[PreparedAudio, str]:
         """``oss://`` URLs for the request's local audio (uploaded once, then reused),
@@ -323,17 +361,19 @@ class OpenAICompatBackend(HTTPBackend):
             with within(at):
                 text = scrub(read_body(response, self.host).decode("utf-8", "replace"))
         if looks_like_sse(text):  # a server that streamed anyway: read its chunks
-            yield from _whole(self._chunks(parse_events(text), rid, at))
+            yield from whole(self._chunks(parse_events(text), rid, at))
             return
         payload = self._load(text)
         self._raise_if_error(payload, None)
         choices = payload.get("choices") or []
         choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-        answer = _content_text((choice.get("message") or {}).get("content"))
-        if len(answer) > MAX_ANSWER_CHARS:
-            raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
-        if answer:
-            yield TextDelta(answer)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            think = ThinkSplitter(active=self.dialect == "openai")
+            cap = _AnswerCap(self.host)
+            for out in self._delta_events(message, think, PCMReader()):
+                yield cap.check(out)
+            yield from think.flush()
         yield Completion(
             _usage(payload.get("usage")),
             rid or clean_id(payload.get("id")),
@@ -361,7 +401,8 @@ class OpenAICompatBackend(HTTPBackend):
                 ) from None
 
     def _chunks(self, events: Iterable[SSEEvent], rid: str | None, at: float) -> Iterator[Event]:
-        """Text deltas from ``chat.completion.chunk`` events, then one Completion.
+        """Reasoning, text, audio and annotation events from ``chat.completion.chunk``
+        events, then one Completion.
 
         Once the answer is complete (a ``finish_reason``, or ``[DONE]``), what follows
         (usage, ``[DONE]``, the end of the body) is read for at most AFTER_ANSWER seconds
@@ -370,7 +411,9 @@ class OpenAICompatBackend(HTTPBackend):
         finish: str | None = None
         usage: dict[str, Any] | None = None
         done = False
-        shown = 0
+        think = ThinkSplitter(active=self.dialect == "openai")
+        speech = PCMReader()
+        cap = _AnswerCap(self.host)
         events = iter(events)
         for event in events:
             if time.monotonic() > at:
@@ -386,12 +429,10 @@ class OpenAICompatBackend(HTTPBackend):
             for choice in payload.get("choices") or []:
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                text = _content_text((choice.get("delta") or {}).get("content"))
-                if text:
-                    shown += len(text)
-                    if shown > MAX_ANSWER_CHARS:
-                        raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
-                    yield TextDelta(text)
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    for out in self._delta_events(delta, think, speech):
+                        yield cap.check(out)
                 if choice.get("finish_reason"):
                     finish = _finish(choice["finish_reason"])
             if finish is not None:
@@ -414,7 +455,26 @@ class OpenAICompatBackend(HTTPBackend):
                         usage = payload["usage"]
         except (httpx.HTTPError, TransportError):
             pass  # the answer is complete: a tail that breaks or drags on is dropped
+        yield from think.flush()
         yield Completion(_usage(usage), rid, finish)
+
+    def _delta_events(
+        self, part: dict[str, Any], think: ThinkSplitter, speech: PCMReader
+    ) -> Iterator[Event]:
+        """Reasoning, text, audio and annotations of one delta (or a whole message)."""
+        thought = reasoning_of(part)
+        if thought:
+            think.off()  # the server separates reasoning: no <think> tags to look for
+            yield ReasoningDelta(thought)
+        text = _content_text(part.get("content"))
+        if text:
+            yield from think.feed(text)
+        audio = speech.feed(part.get("audio"))
+        if audio is not None:
+            yield audio
+        note = annotation_of(part)
+        if note is not None:
+            yield note
 
     # ------------------------------------------------------------------ errors
     def _load(self, text: str) -> dict[str, Any]:
@@ -483,25 +543,24 @@ def _single_turn(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     return tuple(m for i, m in enumerate(messages) if m.role == "system" or i == last)
 
 
-def _whole(events: Iterator[Event]) -> Iterator[Event]:
-    """The answer as one delta once complete (``--no-stream`` on a stream-only model)."""
-    parts: list[str] = []
-    try:
-        for event in events:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                if parts:
-                    yield TextDelta("".join(parts))
-                yield event
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
-
-
 def _finish(reason: object) -> str | None:
     return None if not reason else " ".join(str(reason).split())[:40]
+
+
+class _AnswerCap:
+    """Text and reasoning of one answer, counted: past MAX_ANSWER_CHARS the answer ends in
+    a one-line error (spoken audio has its own cap, in ``_deltas.PCMReader``)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.shown = 0
+
+    def check(self, event: Event) -> Event:
+        if isinstance(event, (TextDelta, ReasoningDelta)):
+            self.shown += len(event.text)
+            if self.shown > MAX_ANSWER_CHARS:
+                raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
+        return event
 
 
 def _content_text(content: Any) -> str:
