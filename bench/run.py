@@ -29,10 +29,11 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 KEYS = ("row", "ours", "peer", "ratio", "target", "met", "note")
 # Issue order of the rows; modules not listed run after these, by name.
-ORDER = ("overhead", "ttft", "wire", "batch", "prepare", "load_ext", "notebook", "peaks")
+ORDER = ("overhead", "ttft", "wire", "batch", "scale", "prepare", "load_ext", "notebook", "peaks")
 # import name -> why the benchmark needs it (all come with `pip install -e .[bench]`)
 NEEDS = {
     "dashscope": "the official SDK, the peer",
+    "openai": "AsyncOpenAI, the peer of a big batch",
     "psutil": "memory measurements",
     "nbclient": "executing notebooks",
     "nbformat": "saved-notebook sizes",
@@ -46,6 +47,7 @@ NEEDS = {
 }
 PACKAGES = (
     "dashscope",
+    "openai",
     "requests",
     "httpx",
     "av",
