@@ -232,8 +232,178 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
+# ---------------------------------------------------------------------- rate limits
+def rate_limited_rows(quick: bool) -> list[dict[str, Any]]:
+    """A batch against an emulator enforcing a rate limit per second (the strictest reading
+    of the documented limits), paced by ours, next to the same batch unpaced."""
+    from qaudio_magic import ask_audio
+    from qaudio_magic.session import Session, Settings, set_session
+
+    if quick:  # a custom limit, so the quick run stays short
+        n, model, rpm, tpm, limit = 40, "qwen3-omni-flash", 1200, 60_000, "1200/60000"
+    else:  # the documented figures of the omni family (CURRENT-MODELS.md §11.10)
+        n, model, rpm, tpm, limit = 40, "qwen3-omni-flash", 60, 100_000, "auto"
+    flags = ("--rpm", str(rpm), "--tpm", str(tpm), "--rate-window", "1")
+    out: dict[str, tuple[int, int, int, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = clips(Path(tmp), n)
+        for label, setting in (("paced", limit), ("unpaced", "off")):
+            with emulator_process(*flags) as (root, _pid):
+                session = Session(
+                    Settings(base_url=root + "/api/v1", rate_limit=setting, cache="off")
+                )
+                session.set_key(KEY)
+                old = set_session(session)
+                try:
+                    started = time.perf_counter()
+                    answers = ask_audio(paths, QUESTION, model=model, progress=False)
+                    wall = time.perf_counter() - started
+                finally:
+                    session.close()
+                    set_session(old)
+            refused = answers.requests - (len(answers) - len(answers.failed))
+            out[label] = (refused, len(answers.answered), answers.requests, wall)
+    paced, unpaced = out["paced"], out["unpaced"]
+    return [
+        row(
+            f"rate-limited batch: {n} clips, {model} at {rpm} RPM / {tpm:,} TPM: 429s",
+            f"{paced[0]} refused, {paced[1]}/{n} answered, {paced[3]:.1f} s",
+            f"unpaced (rate_limit='off'): {unpaced[0]} refused, {unpaced[1]}/{n} answered "
+            f"in {unpaced[2]} requests, {unpaced[3]:.1f} s",
+            "",
+            "0 refused, every clip answered",
+            paced[0] == 0 and paced[1] == n,
+            "the emulator (own process) refuses beyond RPM/60 requests and TPM/60 tokens per "
+            f"second, per model (--rate-window 1); ours paced by {limit!r} "
+            "(auto: the model registry's documented limits); refused = requests − answers",
+        )
+    ]
+
+
+# ---------------------------------------------------------------------- memory
+MEMORY = r"""
+import json, sys, time, wave, io
+sys.path.insert(0, {root!r})
+import numpy as np
+def vm(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+from qaudio_magic import ask_audio
+from qaudio_magic.session import Session, Settings, set_session
+rate = 16_000
+t = np.arange(rate) / rate
+def clip(i):
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(rate)
+        w.writeframes((0.3 * np.sin(2 * np.pi * (200 + (i % 5000) * 0.37) * t) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+session = Session(Settings(openai_base_url={base!r}, cache_dir={cache!r}))
+set_session(session)
+model = "openai:{served}"
+ask_audio([clip(-1 - i) for i in range(200)], "warm up", model=model, concurrency={conc}, progress=False)
+base = vm("VmRSS:")
+started = time.perf_counter()
+answers = ask_audio((clip(i) for i in range({n})), "Is there a tone?", model=model,
+                    concurrency={conc}, progress=True)
+took = time.perf_counter() - started
+print(json.dumps({{"grew": vm("VmHWM:") - base, "seconds": took, "n": len(answers),
+                   "answered": len(answers.answered)}}))
+"""
+
+
+def memory_rows(quick: bool) -> list[dict[str, Any]]:
+    """A batch of N synthetic one-second clips made on the fly (a generator of WAV bytes):
+    peak RSS growth of a fresh interpreter over the batch."""
+    import subprocess
+
+    n = 5_000 if quick else 100_000
+    with tempfile.TemporaryDirectory() as tmp, emulator_process() as (root, _pid):
+        code = MEMORY.format(
+            root=str(ROOT), base=root + "/v1", cache=tmp, served=SERVED, conc=CONCURRENCY, n=n
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    grew = got["grew"]
+    return [
+        row(
+            f"{n:,}-item batch (synthetic one-second clips): peak memory",
+            f"+{grew:.0f} MB RSS, {got['seconds']:.0f} s, {got['answered']:,}/{n:,} answered",
+            f"the audio alone: {n * 32_044 / 1e6:,.0f} MB",
+            "",
+            "≤ 200 MB" if n >= 100_000 else f"≤ {200 * n / 100_000 + 50:.0f} MB",
+            grew <= (200 if n >= 100_000 else 200 * n / 100_000 + 50),
+            "VmHWM after − VmRSS before, fresh interpreter after a warm-up batch; sources a "
+            f"generator of WAV bytes made on demand; concurrency {CONCURRENCY}, progress bar, "
+            "cache on; emulator in its own process",
+        )
+    ]
+
+
+# ---------------------------------------------------------------------- Dask
+def dask_rows(quick: bool) -> list[dict[str, Any]]:
+    """Clips per second through ask_audio(dask Series) on a LocalCluster of 1 and 2
+    worker processes (one thread each), against the emulator in its own process."""
+    try:
+        import dask.dataframe as dd
+        import distributed
+        import pandas as pd
+    except ImportError as exc:
+        return [row("Dask LocalCluster, 1 vs 2 workers", "peer unavailable", note=str(exc))]
+    from qaudio_magic import ask_audio
+    from qaudio_magic.session import Session, Settings, set_session
+
+    n = 200 if quick else 1_000
+    rates: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, emulator_process() as (root, _pid):
+        paths = [str(p) for p in clips(Path(tmp), n)]
+        for workers in (1, 2):
+            session = Session(
+                Settings(openai_base_url=root + "/v1", cache_dir=f"{tmp}/cache-{workers}")
+            )
+            old = set_session(session)
+            try:
+                with (
+                    distributed.LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                    ) as cluster,
+                    distributed.Client(cluster),
+                ):
+                    ddf = dd.from_pandas(pd.DataFrame({"path": paths}), npartitions=8)
+                    lazy = ask_audio(
+                        ddf["path"], QUESTION, model="openai:" + SERVED, concurrency=32
+                    )
+                    started = time.perf_counter()
+                    frame = lazy.compute()
+                    rates[workers] = n / (time.perf_counter() - started)
+            finally:
+                session.close()
+                set_session(old)
+            if frame["error"].notna().any():
+                raise RuntimeError(f"Dask run with {workers} workers: failed rows")
+    return [
+        row(
+            f"Dask LocalCluster: {n:,} clips, 1 vs 2 worker processes",
+            f"2 workers: {rates[2]:.0f} clips/s",
+            f"1 worker: {rates[1]:.0f} clips/s",
+            f"{rates[2] / rates[1]:.2f}× the clips/s",
+            "",
+            None,
+            "ask_audio(ddf['path'], …) with 8 partitions, concurrency 32 per worker, cache on; "
+            "both workers and the emulator share this machine's cores, so a second worker adds "
+            "what the cores have left",
+        )
+    ]
+
+
 def rows(quick: bool) -> list[dict[str, Any]]:
-    return throughput_rows(quick)
+    return throughput_rows(quick) + rate_limited_rows(quick) + memory_rows(quick) + dask_rows(quick)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def with_retries(
     With a ``limiter`` every try waits for its slot under the route's rate limit (counted
     as ``input_tokens`` plus the output it is expected to write) before it is sent.
     """
-    from .backends._net import sliced_sleep
+    from ._net import sliced_sleep
     from .backends.base import Completion, TextDelta
 
     attempt = 0
@@ -123,7 +123,7 @@ def _waiter(cancel: threading.Event | None) -> Callable[[float], bool]:
         return cancel.wait
 
     def sleep(seconds: float) -> bool:
-        from .backends._net import sliced_sleep
+        from ._net import sliced_sleep
 
         sliced_sleep(seconds)
         return False
