@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Permit", "RateLimiter", "limiter_for"]
+__all__ = ["Permit", "RateLimiter", "limiter_for", "route_limiter"]
 
 MARGIN = 0.05  # pace 5% under the limit: clocks, jitter and network delays differ
 FIRST_OUTPUT_GUESS = 256  # output tokens assumed before any answer on the route is seen
@@ -136,3 +136,29 @@ def limiter_for(
         if limiter is None or (limiter.rpm, limiter.tpm) != (rpm, tpm):
             limiter = _limiters[(route, model)] = RateLimiter(rpm, tpm)
         return limiter
+
+
+def route_limiter(
+    route: str, model: str, setting: str, *, share: float = 1.0
+) -> RateLimiter | None:
+    """The limiter for ``model`` on ``route`` under the ``rate_limit`` setting: ``auto``
+    (the model registry's documented limits, if any), ``off``, or ``RPM[/TPM]``."""
+    rpm: float | None
+    tpm: float | None
+    if setting == "off":
+        return None
+    if setting == "auto":
+        from .models import lookup
+
+        documented = lookup(model).rate_limit
+        if documented is None:
+            return None
+        rpm, tpm = documented.rpm, documented.tpm
+    else:
+        from .settings import parse_rate_limit
+
+        parsed = parse_rate_limit(setting)
+        if parsed is None:
+            return None
+        rpm, tpm = parsed
+    return limiter_for(route, model, rpm, tpm, share=share)

@@ -28,12 +28,11 @@ import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._format import span
-from .errors import AudioDecodeError, AudioTooLargeError, InputError, SourceError
+from .errors import AudioDecodeError, AudioTooLargeError, InputError, QAudioError, SourceError
 
 if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
     from . import _codec
@@ -42,6 +41,33 @@ if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
 __all__ = ["AudioClip", "AudioSourceLike", "is_audio_object", "is_sample_pair", "parse_time"]
 
 MAX_SOURCE_BYTES = 1 << 30  # 1 GiB: refuse absurd files from their size, before reading them
+
+
+class _fact:
+    """A property computed once per clip and kept in its ``__dict__``.
+
+    Not ``functools.cached_property``: up to Python 3.11 that holds one lock per *class*
+    while it computes, so a batch's workers, each hashing or probing a different clip,
+    would wait for one another. Two threads racing on the same clip just compute the same
+    value twice.
+    """
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        try:
+            return instance.__dict__[self.name]
+        except KeyError:
+            value = instance.__dict__[self.name] = self.func(instance)
+            return value
 
 
 @runtime_checkable
@@ -132,7 +158,7 @@ class AudioClip:
             return self.payload
         raise InputError(f"{self.name}: a remote clip has no local bytes")
 
-    @cached_property
+    @_fact
     def info(self) -> AudioInfo | None:
         """Decoded facts of the whole source (None for remote URLs, which are not fetched)."""
         if self.is_remote:
@@ -153,7 +179,7 @@ class AudioClip:
             self.source(), start=start, end=end, name=self.name, fmt=self.format_hint
         )
 
-    @cached_property
+    @_fact
     def sha256(self) -> str:
         """Identity of the clip's source: sha256 of its bytes (of the URL text for URLs)."""
         if self.is_remote:
@@ -223,6 +249,18 @@ class AudioClip:
                 f"{self.name}: window starts at {abs_lo:g} s but the clip is only {total:.1f} s"
             )
         return self._derive(start=abs_lo, end=abs_hi)
+
+    def detached(self) -> AudioClip:
+        """The same clip without the encoded bytes it holds in memory (name, kind, window,
+        hash and decoded facts kept): what a big batch keeps of each item."""
+        if self.payload is None:
+            return self
+        self.sha256  # noqa: B018 - measured while the bytes are here
+        try:
+            self.info  # noqa: B018
+        except QAudioError:  # undecodable: nothing to keep
+            self.__dict__["info"] = None
+        return self._derive(payload=None)
 
     def _derive(self, **changes: Any) -> AudioClip:
         """A changed copy that keeps the facts already measured (no second probe or hash)."""

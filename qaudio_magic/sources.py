@@ -24,7 +24,7 @@ from __future__ import annotations
 import glob
 import os
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,9 @@ __all__ = [
     "check_url",
     "expand_sources",
     "fetch",
+    "is_lazy",
     "is_many",
+    "iter_items",
     "names_a_source",
     "resolve_sources",
 ]
@@ -173,6 +175,22 @@ def expand_sources(sources: object) -> tuple[list[object], list[Any] | None]:
         else:
             items.extend(_expand_one(source))
     return items, None
+
+
+def is_lazy(sources: object) -> bool:
+    """Whether a batch's sources come one at a time (a generator or other iterator): they
+    are then read only as workers are free for them, never all held at once."""
+    return isinstance(sources, Iterator) and not isinstance(sources, (str, bytes))
+
+
+def iter_items(sources: Iterator[object]) -> Iterator[object]:
+    """The items of a lazy batch, in order, each made only when it is asked for (glob
+    patterns and directories among them expand to their files)."""
+    for source in sources:
+        if isinstance(source, (tuple, list)):
+            yield tuple(source)
+        else:
+            yield from _expand_one(source)
 
 
 def batch_target(values: Sequence[object]) -> object:
