@@ -203,6 +203,8 @@ class ResponseCache:
         except (sqlite3.Error, OSError):
             text = None
         if text is None:
+            if not _has_legacy(self.directory):
+                return None
             try:
                 text = self._legacy(key).read_text(encoding="utf-8")
             except (OSError, ValueError):
@@ -308,6 +310,16 @@ class ResponseCache:
 
 
 _warned: set[Path] = set()
+_legacy_dirs: dict[Path, bool] = {}
+
+
+def _has_legacy(directory: Path) -> bool:
+    """Whether ``directory`` holds entries of the file-per-answer layout (looked at once per
+    process: a miss should not cost a failed file open)."""
+    found = _legacy_dirs.get(directory)
+    if found is None:
+        found = _legacy_dirs[directory] = directory.is_dir() and any(directory.glob("??/*.json"))
+    return found
 
 
 def _warn_once(path: Path, exc: BaseException) -> None:

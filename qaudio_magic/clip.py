@@ -23,13 +23,14 @@ import binascii
 import hashlib
 import numbers
 import os
+import stat
 import threading
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 from ._format import span
 from .errors import AudioDecodeError, AudioTooLargeError, InputError, QAudioError, SourceError
@@ -43,7 +44,10 @@ __all__ = ["AudioClip", "AudioSourceLike", "is_audio_object", "is_sample_pair", 
 MAX_SOURCE_BYTES = 1 << 30  # 1 GiB: refuse absurd files from their size, before reading them
 
 
-class _fact:
+_T = TypeVar("_T")
+
+
+class _fact(Generic[_T]):
     """A property computed once per clip and kept in its ``__dict__``.
 
     Not ``functools.cached_property``: up to Python 3.11 that holds one lock per *class*
@@ -52,7 +56,7 @@ class _fact:
     value twice.
     """
 
-    def __init__(self, func: Callable[[Any], Any]) -> None:
+    def __init__(self, func: Callable[[Any], _T]) -> None:
         self.func = func
         self.name = func.__name__
         self.__doc__ = func.__doc__
@@ -60,14 +64,18 @@ class _fact:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _fact[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object, owner: type | None = None) -> _T | _fact[_T]:
         if instance is None:
             return self
         try:
-            return instance.__dict__[self.name]
+            value: _T = instance.__dict__[self.name]
         except KeyError:
             value = instance.__dict__[self.name] = self.func(instance)
-            return value
+        return value
 
 
 @runtime_checkable
@@ -146,8 +154,9 @@ class AudioClip:
         """True for URLs the service fetches itself (no bytes in the kernel)."""
         return self.kind in ("url", "oss")
 
-    @property
+    @_fact
     def path(self) -> Path | None:
+        """The file, for path clips (made once: a batch asks for it a few times per item)."""
         return Path(self.location) if self.kind == "path" and self.location else None
 
     def source(self) -> _codec.Source:
@@ -165,11 +174,17 @@ class AudioClip:
             return None
         from . import _codec
 
-        return _file_fact(
-            self.path,
-            "info",
-            lambda: _codec.probe(self.source(), name=self.name, fmt=self.format_hint),
-        )
+        path = self.path
+
+        def measure() -> AudioInfo:
+            source = self.source()
+            if path is not None:  # a WAV just read whole: its header is in memory already
+                recent = _recent_bytes(path)
+                if recent is not None and recent[:4] == b"RIFF":
+                    source = recent
+            return _codec.probe(source, name=self.name, fmt=self.format_hint)
+
+        return _file_fact(path, "info", measure)
 
     def decode(self, start: float = 0.0, end: float | None = None) -> Any:
         """Mono float32 samples at 16 kHz for ``[start, end)`` seconds of the source."""
@@ -190,6 +205,11 @@ class AudioClip:
             def digest() -> str:
                 sha = hashlib.sha256()
                 with open(path, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size <= _SMALL_FILE:  # read once: probing and sending need it next
+                        data = fh.read()
+                        _remember_bytes(path, data)
+                        return hashlib.sha256(data).hexdigest()
                     for block in iter(lambda: fh.read(1 << 20), b""):
                         sha.update(block)
                 return sha.hexdigest()
@@ -200,7 +220,7 @@ class AudioClip:
     def read_bytes(self) -> bytes:
         """The source's encoded bytes (reads the file for path clips)."""
         if self.path is not None:
-            return self.path.read_bytes()
+            return _recent_bytes(self.path) or self.path.read_bytes()
         if self.payload is not None:
             return self.payload
         raise InputError(f"{self.name}: a remote clip has no local bytes")
@@ -265,8 +285,8 @@ class AudioClip:
     def _derive(self, **changes: Any) -> AudioClip:
         """A changed copy that keeps the facts already measured (no second probe or hash)."""
         new = replace(self, **changes)
-        for fact in ("info", "sha256"):
-            if fact in self.__dict__:
+        for fact in ("info", "sha256", "path"):
+            if fact in self.__dict__ and not (fact == "path" and "location" in changes):
                 new.__dict__[fact] = self.__dict__[fact]
         return new
 
@@ -308,6 +328,46 @@ class AudioClip:
 _FACTS: OrderedDict[tuple[object, ...], dict[str, Any]] = OrderedDict()
 _FACTS_ITEMS = 512
 _facts_lock = threading.Lock()
+
+
+# The bytes of small files read lately (hashing reads them whole), so that probing and
+# sending a clip of a batch read the file once, not three times; bounded in bytes.
+_SMALL_FILE = 1 << 20
+_RECENT: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+_RECENT_BUDGET = 16_000_000
+_recent_size = 0
+_recent_lock = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple[object, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _remember_bytes(path: Path, data: bytes) -> None:
+    global _recent_size
+    key = _file_key(path)
+    if key is None or key[1] != len(data):  # changed while it was read: keep nothing
+        return
+    with _recent_lock:
+        if key in _RECENT:
+            return
+        _RECENT[key] = data
+        _recent_size += len(data)
+        while _recent_size > _RECENT_BUDGET and _RECENT:
+            _recent_size -= len(_RECENT.popitem(last=False)[1])
+
+
+def _recent_bytes(path: Path) -> bytes | None:
+    """The file's bytes if it was read lately and has not changed since."""
+    if not _RECENT:
+        return None
+    key = _file_key(path)
+    with _recent_lock:
+        return _RECENT.get(key) if key is not None else None
 
 
 def _file_fact(path: Path | None, fact: str, measure: Callable[[], Any]) -> Any:
@@ -376,7 +436,7 @@ def _from_path(path: Path, shown: str) -> AudioClip:
         raise SourceError(f"{shown}: no such file (looked for {path.absolute()})") from None
     except OSError as exc:
         raise SourceError(f"{shown}: cannot read ({exc.strerror})") from None
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{shown}: is a directory, not an audio file")
     if st.st_size > MAX_SOURCE_BYTES:
         raise AudioTooLargeError(
@@ -531,16 +591,18 @@ def _from_pair(pair: Any) -> AudioClip:
 
 
 def _one(source: object) -> AudioClip:
+    # Paths and strings first: a runtime-checkable Protocol's isinstance costs ~15 µs, and
+    # a batch of 100,000 paths asks this 100,000 times.
+    if isinstance(source, str):
+        return _from_string(source)
+    if isinstance(source, os.PathLike) and not isinstance(source, AudioClip):
+        return _from_path(Path(os.fspath(source)), os.fspath(source))
     if isinstance(source, AudioClip):
         return source
     if isinstance(source, AudioSourceLike):
         return source._as_audio_clip_()
     if is_sample_pair(source):
         return _from_pair(source)
-    if isinstance(source, os.PathLike):
-        return _from_path(Path(os.fspath(source)), os.fspath(source))
-    if isinstance(source, str):
-        return _from_string(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         payload = bytes(source)
         if not payload:

@@ -163,24 +163,24 @@ def test_cache_files_hold_no_key_no_audio_no_paths(
 
 
 def test_entries_of_the_file_per_answer_layout_are_still_read(
-    session: Session, emu: Emulator, audio: Path
+    session: Session, emu: Emulator, audio: Path, tmp_path: Path
 ) -> None:
     wav = audio / "speech_en.wav"
     first = ask_audio([wav], "Q", progress=False)
-    store = session.response_cache()
     (key,) = entries(session)
-    with sqlite3.connect(store.path) as db:
+    with sqlite3.connect(session.response_cache().path) as db:
         (raw,) = db.execute("SELECT entry FROM answers").fetchone()
-    legacy = store.directory / key[:2] / f"{key}.json"  # how 0.1 stored it
+    # a cache directory as version 0.1 left it: one JSON file per answer
+    session.configure(cache_dir=str(tmp_path / "old-cache"))
+    store = session.response_cache()
+    legacy = store.directory / key[:2] / f"{key}.json"
     legacy.parent.mkdir(parents=True)
-    legacy.write_text(raw)
-    store.clear()
-    legacy.parent.mkdir(parents=True, exist_ok=True)
     legacy.write_text(raw)
     emu.clear()
     again = ask_audio([wav], "Q", progress=False)
     assert emu.requests == [] and again.cached == 1 and again[0].text == first[0].text
-    assert store.stats()[0] == 1 and store.delete(key) and not legacy.exists()
+    assert store.stats()[0] == 1 and list(store.keys()) == [key]
+    assert store.delete(key) and not legacy.exists()
 
 
 def test_a_killed_batch_keeps_every_answer_it_had(emu: Emulator, tmp_path: Path) -> None:
