@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -38,21 +37,13 @@ from .errors import ConfigError, InputError
 if TYPE_CHECKING:
     from .session import Session, Settings
 
-__all__ = ["KeyPlugin", "ask_dask", "is_dask_collection"]
+__all__ = ["KeyPlugin", "ask_dask"]
 
 _SALT = secrets.token_bytes(16)  # per process: a handle never reveals even a key's hash
 _keys: dict[str, tuple[Secret | None, Secret | None]] = {}  # handle -> keys, in this process
 _keys_lock = threading.Lock()
 _sessions: dict[tuple[str, str], Session] = {}  # one per (settings, handle) on a worker
 _sessions_lock = threading.Lock()
-
-
-def is_dask_collection(sources: object) -> bool:
-    """Whether ``sources`` is a Dask Series, DataFrame column or Bag (no import of Dask)."""
-    module = type(sources).__module__
-    return (module.startswith("dask.") or module.startswith("dask_expr.")) and hasattr(
-        sources, "__dask_graph__"
-    )
 
 
 # ---------------------------------------------------------------------- keys
@@ -142,7 +133,9 @@ class _Spec:
     settings: Settings
     keys: str
     concurrency: int
-    options: dict[str, Any] = field(default_factory=dict)  # model, system, cache, params ...
+    share: float  # this worker's part of the account's rate limits
+    options: dict[str, Any] = field(default_factory=dict)  # model, system, cache, stream
+    params: dict[str, Any] = field(default_factory=dict)  # to the model (temperature ...)
 
 
 def _worker_threads() -> int:
@@ -170,17 +163,19 @@ def _session_for(spec: _Spec) -> Session:
             session.set_key(dashscope)
         if openai is not None:
             session.set_openai_key(openai)
+        session.rate_share = spec.share
     return session
 
 
-def _run_partition(part: Any, spec: _Spec, meta: Any) -> Any:
+def _run_partition(part: Any, spec: _Spec) -> Any:
     """One partition, as an ordinary batch: its rows, indexed like the partition."""
     import pandas as pd
 
+    from .answer import Answers
     from .ask import ask_audio
 
     if len(part) == 0:
-        return meta.iloc[:0].copy()
+        return Answers([], question=spec.question, model="", elapsed=0.0).to_pandas()
     session = _session_for(spec)
     per_thread = max(spec.concurrency // _worker_threads(), 1)
     sources = part if isinstance(part, pd.Series) else list(part)
@@ -188,15 +183,14 @@ def _run_partition(part: Any, spec: _Spec, meta: Any) -> Any:
         sources,
         spec.question,
         session=session,
+        batch=True,
         concurrency=per_thread,
         progress=False,
         display=False,
         **spec.options,
+        **spec.params,
     )
-    frame = answers.to_pandas()  # type: ignore[union-attr]
-    if not isinstance(part, pd.Series):
-        frame.index = pd.RangeIndex(len(frame))
-    return frame.astype(meta.dtypes.to_dict())
+    return answers.to_pandas()  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------- entry
@@ -206,7 +200,7 @@ def ask_dask(
     *,
     session: Session,
     concurrency: int | None,
-    meta: Callable[[], Any],
+    params: dict[str, Any],
     **options: Any,
 ) -> Any:
     """A lazy ``dask.dataframe.DataFrame`` of the answers about each item of ``sources``."""
@@ -215,25 +209,28 @@ def ask_dask(
         import dask.dataframe as dd
     except ImportError:
         raise ConfigError("Dask sources need Dask: pip install 'qaudio_magic[dask]'") from None
-    if options.get("windows") is not None:
-        raise InputError("windows= applies to clips in the kernel, not to Dask sources")
+    from .answer import Answers
+
     client = _current_client()
+    workers = len(client.scheduler_info().get("workers", ())) if client is not None else 0
+    question = (question or "").strip() or None
     spec = _Spec(
-        question=(question or "").strip() or None,
+        question=question,
         settings=replace(session.settings),
         keys=_ship_keys(session, client),
         concurrency=int(concurrency if concurrency is not None else session.settings.concurrency),
+        share=1.0 / max(workers, 1),
         options={k: v for k, v in options.items() if v is not None},
+        params=dict(params),
     )
-    empty = meta()
-    if isinstance(sources, dd.DataFrame) and not isinstance(sources, dd.Series):
-        raise InputError("give one column of paths (ddf['path']), not a whole DataFrame")
+    # the columns of to_pandas(), made by to_pandas() itself (of a batch with no rows)
+    meta = Answers([], question=question, model="", elapsed=0.0).to_pandas()
+    if isinstance(sources, dd.DataFrame):
+        raise InputError("give one column of sources (ddf['path']), not a whole DataFrame")
     if isinstance(sources, dd.Series):
-        return sources.map_partitions(
-            _run_partition, spec, empty, meta=empty, enforce_metadata=False
-        )
+        return sources.map_partitions(_run_partition, spec, meta=meta, enforce_metadata=False)
     to_delayed = getattr(sources, "to_delayed", None)
     if to_delayed is None:
         raise InputError(f"cannot ask about a {type(sources).__name__}: give a Dask Series or Bag")
-    parts = [dask.delayed(_run_partition)(p, spec, empty) for p in to_delayed()]
-    return dd.from_delayed(parts, meta=empty, verify_meta=False)
+    parts = [dask.delayed(_run_partition)(p, spec) for p in to_delayed()]
+    return dd.from_delayed(parts, meta=meta, verify_meta=False)

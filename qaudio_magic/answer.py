@@ -16,7 +16,24 @@ from .clip import AudioClip
 from .errors import ConfigError, QAudioError
 from .segments import Segment
 
-__all__ = ["Answer", "Answers", "Failure", "Result"]
+__all__ = ["COLUMNS", "Answer", "Answers", "Failure", "Result"]
+
+# The columns of Answers.to_pandas(), in order (an empty batch has them too: Dask's meta)
+COLUMNS = (
+    "source",
+    "window",
+    "answer",
+    "model",
+    "tokens",
+    "latency",
+    "error",
+    "cached",
+    "start",
+    "end",
+    "question",
+    "request_id",
+    "notes",
+)
 
 
 @dataclass(eq=False)
@@ -326,7 +343,7 @@ class Answers(Sequence[Result]):
                     "notes": "\n".join(r.notes) or None,
                 }
             )
-        frame = pd.DataFrame.from_records(records)
+        frame = pd.DataFrame.from_records(records, columns=COLUMNS)
         if self.labels is not None:
             frame.index = pd.Index(self.labels)
         return frame

@@ -43,6 +43,7 @@ __all__ = [
     "check_url",
     "expand_sources",
     "fetch",
+    "is_dask_collection",
     "is_lazy",
     "is_many",
     "iter_items",
@@ -175,6 +176,13 @@ def expand_sources(sources: object) -> tuple[list[object], list[Any] | None]:
         else:
             items.extend(_expand_one(source))
     return items, None
+
+
+def is_dask_collection(sources: object) -> bool:
+    """Whether ``sources`` is a Dask Series or Bag (told without importing Dask): the
+    answers are then a lazy Dask DataFrame, made on the cluster (:mod:`qaudio_magic._dask`)."""
+    module = type(sources).__module__
+    return module.split(".")[0] in ("dask", "dask_expr") and hasattr(sources, "__dask_graph__")
 
 
 def is_lazy(sources: object) -> bool:

@@ -75,7 +75,7 @@ def test_a_dask_series_gives_the_rows_of_a_local_batch(
 ) -> None:
     paths = _paths(tmp_path, 200)
     frame = pd.DataFrame({"path": paths}, index=pd.Index([f"id{i}" for i in range(200)]))
-    ddf = dd.from_pandas(frame, npartitions=6)
+    ddf = dd.from_pandas(frame, npartitions=6, sort=False)  # keep the rows in their order
 
     lazy = ask_audio(ddf["path"], "Is there a tone?", concurrency=4)
     assert isinstance(lazy, dd.DataFrame)
@@ -126,6 +126,9 @@ def test_a_killed_worker_loses_no_rows_and_finished_items_are_not_asked_again(
     result = future.result(timeout=300)
     assert len(result) == 200 and result["error"].isna().all()
     assert sorted(result["source"]) == sorted(paths)
+    assert victim not in cluster.run(os.getpid).values()  # a new worker took its place
+    # the partition it was running ran again: what it had finished came from the cache
+    assert result["cached"].any()
     asked = [r.json["input"]["messages"][0]["content"] for r in emu.generation_requests()]
     assert len(asked) >= 200
     # only what was in flight on the killed worker (2 at a time) is asked twice: the rest
