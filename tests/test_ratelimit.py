@@ -7,12 +7,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from qaudio_magic import ask_audio
 from qaudio_magic.emulator import Emulator
+from qaudio_magic.session import Session, Settings
 
+from ._synth import make_clips
 from .conftest import ROOT, TEST_KEY
 
 RPM_NATIVE = "Requests rate limit exceeded, please try again later."
@@ -100,3 +104,40 @@ def test_the_command_line_sets_limits() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------- the client's pacing
+def test_a_batch_paced_by_the_limit_meets_no_429(tmp_path: Path) -> None:
+    """The emulator refuses beyond 1,200 requests and 60,000 tokens a minute per second
+    (the strictest reading of a documented limit); a batch told that limit is never refused,
+    and the same batch unpaced is."""
+    clips = make_clips(tmp_path / "clips", 40)
+    with Emulator() as emu:
+        emu.set_rate_limit(rpm=1200, tpm=60_000, window=1)
+        refused = {}
+        for setting in ("1200/60000", "off"):
+            session = Session(
+                Settings(base_url=emu.base_url, rate_limit=setting, cache="off", retries=6)
+            )
+            session.set_key(TEST_KEY)
+            answers = ask_audio(
+                clips, "Q", model="qwen3-omni-flash", session=session, progress=False
+            )
+            session.close()
+            refused[setting] = emu.rate_limits.refused
+            emu.set_rate_limit(rpm=1200, tpm=60_000, window=1)  # full buckets, count anew
+            if setting != "off":
+                assert len(answers.answered) == 40 and answers.requests == 40
+    assert refused["1200/60000"] == 0
+    assert refused["off"] > 0  # the limit bites: pacing is what avoided it
+
+
+def test_omni_models_are_paced_by_their_documented_limit_by_default() -> None:
+    from qaudio_magic._ratelimit import route_limiter
+
+    limiter = route_limiter("dashscope-compatible@test", "qwen3-omni-flash", "auto")
+    assert limiter is not None and (limiter.rpm, limiter.tpm) == (60, 100_000)
+    shared = route_limiter("dashscope-compatible@test", "qwen3-omni-flash", "auto", share=0.5)
+    assert shared is not None and (shared.rpm, shared.tpm) == (30, 50_000)  # 2 Dask workers
+    assert route_limiter("openai@test", "openai:Qwen/Qwen2-Audio", "auto") is None  # vLLM
+    assert route_limiter("dashscope-compatible@test", "qwen3-omni-flash", "off") is None
