@@ -34,6 +34,8 @@ ORDER = ("overhead", "ttft", "wire", "batch", "scale", "prepare", "load_ext", "n
 NEEDS = {
     "dashscope": "the official SDK, the peer",
     "openai": "AsyncOpenAI, the peer of a big batch",
+    "dask": "the Dask rows",
+    "distributed": "the Dask rows",
     "psutil": "memory measurements",
     "nbclient": "executing notebooks",
     "nbformat": "saved-notebook sizes",
@@ -48,6 +50,7 @@ NEEDS = {
 PACKAGES = (
     "dashscope",
     "openai",
+    "dask",
     "requests",
     "httpx",
     "av",

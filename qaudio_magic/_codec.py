@@ -38,7 +38,7 @@ _PREROLL = 0.5  # seconds decoded before a seek target, so lapped codecs (AAC, O
 _PCM_BYTES = re.compile(r"pcm_[suf](8|16|24|32|64)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big batch keeps one per row
 class AudioInfo:
     """Facts measured by decoding a source."""
 

@@ -36,7 +36,7 @@ COLUMNS = (
 )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a big batch keeps one per row
 class Answer:
     """The model's answer plus provenance: model, usage, request id, clips and timing."""
 

@@ -326,7 +326,9 @@ class _Jobs:
         self._jobs = jobs
         self._lock = threading.Lock()
         self.stop = threading.Event()  # no more jobs: an error that ends the batch, Ctrl-C
-        self.taken: list[_Job] = []  # every job handed out, by index
+        self.taken = 0  # jobs handed out so far
+        # jobs handed out and not finished, by index (the audio they hold goes with them)
+        self.busy: dict[int, _Job] = {}
 
     def next(self) -> _Job | None:
         with self._lock:  # windows are decoded here, in order, one at a time
@@ -334,8 +336,13 @@ class _Jobs:
                 return None
             job = next(self._jobs, None)
             if job is not None:
-                self.taken.append(job)
+                self.taken += 1
+                self.busy[job.index] = job
             return job
+
+    def finished(self, job: _Job) -> None:
+        with self._lock:
+            self.busy.pop(job.index, None)
 
 
 def _work(plan: _Plan, jobs: _Jobs, done: queue.SimpleQueue[Any], own: bool) -> None:
@@ -347,7 +354,8 @@ def _work(plan: _Plan, jobs: _Jobs, done: queue.SimpleQueue[Any], own: bool) -> 
                 result, attempts = _ask(plan, job)
                 if isinstance(result, Failure) and result.error.ends_batch:
                     jobs.stop.set()  # before anyone takes another job
-                done.put((job, result, attempts))
+                jobs.finished(job)
+                done.put((job.index, result, attempts))
     finally:
         done.put(None)  # this worker is finished
 
@@ -369,7 +377,7 @@ def _run(
     results: dict[int, tuple[Result, int]] = {}
     meter = _Meter(progress, total, plan.question, unit)
     source = _Jobs(jobs)
-    done: queue.SimpleQueue[tuple[_Job, Result, int] | None] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[int, Result, int] | None] = queue.SimpleQueue()
     own = workers > OWN_CONNECTION_ABOVE
     threads = [
         threading.Thread(
@@ -391,8 +399,8 @@ def _run(
             if item is None:
                 running -= 1
                 continue
-            job, result, attempts = item
-            results[job.index] = (result, attempts)
+            index, result, attempts = item
+            results[index] = (result, attempts)
             if stopped is None and isinstance(result, Failure) and result.error.ends_batch:
                 stopped = result.error.one_line()
             meter.update(result)
@@ -411,15 +419,16 @@ def _run(
     reason = "interrupted (Ctrl-C)" if interrupted else f"not asked: {stopped}"
     final: list[Result] = []
     counts: list[int] = []
-    known = {job.index: job for job in source.taken}
-    count = len(known) if total is None or plan.light else total
+    count = source.taken if total is None or plan.light else total
     for i in range(count):
         if i in results:
             result, attempts = results[i]
         else:
             error: QAudioError = Interrupted(reason) if interrupted else InputError(reason)
-            taken = known.get(i)
-            clips = taken.clips if taken is not None else _unknown_clips(plan, i)
+            busy = source.busy.get(i)
+            clips = busy.clips if busy is not None else _unknown_clips(plan, i)
+            if plan.light:
+                clips = tuple(c.detached() for c in clips)
             result, attempts = Failure(clips, plan.question, error, plan.model), 0
         final.append(result)
         counts.append(attempts)
@@ -454,8 +463,8 @@ def _stop(
         except queue.Empty:
             return
         if item is not None:
-            job, result, attempts = item
-            results[job.index] = (result, attempts)
+            index, result, attempts = item
+            results[index] = (result, attempts)
             meter.update(result)
 
 

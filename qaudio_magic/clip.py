@@ -24,6 +24,7 @@ import hashlib
 import numbers
 import os
 import stat
+import sys
 import threading
 import urllib.parse
 from collections import OrderedDict
@@ -607,7 +608,9 @@ def _one(source: object) -> AudioClip:
         payload = bytes(source)
         if not payload:
             raise AudioDecodeError("bytes: the source is empty (0 bytes)")
-        return AudioClip(name=f"bytes ({len(payload) // 1024} KB)", kind="bytes", payload=payload)
+        # interned: 100,000 clips of a batch share a handful of these names
+        name = sys.intern(f"bytes ({len(payload) // 1024} KB)")
+        return AudioClip(name=name, kind="bytes", payload=payload)
     if _is_ipython_audio(source):
         return _from_ipython_audio(source)
     if _is_widget_audio(source):

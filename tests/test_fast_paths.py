@@ -68,10 +68,11 @@ def test_inline_body_is_what_json_dumps_writes() -> None:
 
     from qaudio_magic.backends import _inline
 
-    data, other = os.urandom(3000), os.urandom(10)
+    data, other = os.urandom(100_000), os.urandom(10)
     url = _inline.base64_text(data, "data:;base64,")
     raw = _inline.base64_text(other)
     assert _inline.base64_text(data, "data:;base64,") is url  # made once
+    assert _inline.base64_text(other) == raw  # too short to be worth keeping: made again
     body = {
         "model": "qwen-audio-turbo-latest",
         "parameters": {"seed": 1, "stop": ["é", '"\\'], "x": None, "y": 1.5, "z": True},
