@@ -171,11 +171,10 @@ def _run_partition(part: Any, spec: _Spec) -> Any:
     """One partition, as an ordinary batch: its rows, indexed like the partition."""
     import pandas as pd
 
-    from .answer import Answers
     from .ask import ask_audio
 
     if len(part) == 0:
-        return Answers([], question=spec.question, model="", elapsed=0.0).to_pandas()
+        return _empty(spec.question, spec.options.get("schema"))
     session = _session_for(spec)
     per_thread = max(spec.concurrency // _worker_threads(), 1)
     sources = part if isinstance(part, pd.Series) else list(part)
@@ -191,6 +190,14 @@ def _run_partition(part: Any, spec: _Spec) -> Any:
         **spec.params,
     )
     return answers.to_pandas()  # type: ignore[union-attr]
+
+
+def _empty(question: str | None, schema: Any) -> Any:
+    """The columns of ``Answers.to_pandas()`` (typed ones too), made by ``to_pandas()``
+    itself, of a batch with no rows: Dask's meta, and an empty partition's rows."""
+    from .answer import Answers
+
+    return Answers([], question=question, model="", elapsed=0.0, schema=schema).to_pandas()
 
 
 # ---------------------------------------------------------------------- entry
@@ -209,7 +216,6 @@ def ask_dask(
         import dask.dataframe as dd
     except ImportError:
         raise ConfigError("Dask sources need Dask: pip install 'qaudio_magic[dask]'") from None
-    from .answer import Answers
 
     client = _current_client()
     workers = len(client.scheduler_info().get("workers", ())) if client is not None else 0
@@ -223,8 +229,7 @@ def ask_dask(
         options={k: v for k, v in options.items() if v is not None},
         params=dict(params),
     )
-    # the columns of to_pandas(), made by to_pandas() itself (of a batch with no rows)
-    meta = Answers([], question=question, model="", elapsed=0.0).to_pandas()
+    meta = _empty(question, options.get("schema"))
     if isinstance(sources, dd.DataFrame):
         raise InputError("give one column of sources (ddf['path']), not a whole DataFrame")
     if isinstance(sources, dd.Series):

@@ -41,12 +41,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ._format import short, span
 from ._ratelimit import RateLimiter
-from .answer import Answers, Failure, Result
+from .answer import Answer, Answers, Failure, Result
 from .backends.base import Backend, Limits, PreparedAudio
 from .cache import CacheMode, resolve_mode
 from .clip import AudioClip
@@ -55,10 +55,13 @@ from .errors import InputError, Interrupted, QAudioError
 from .session import Session
 from .settings import MAX_CONCURRENCY
 from .sources import expand_sources, is_lazy, iter_items, resolve_sources
-from .turn import answer_for, pacing, plan_turn, send
+from .turn import TurnPlan, answer_for, pacing, plan_turn, send
 from .windows import WindowReader, check_windows, plan_windows, window_clip
 
-__all__ = ["MAX_CONCURRENCY", "Progress", "run_batch"]
+if TYPE_CHECKING:
+    from .schema import Schema
+
+__all__ = ["MAX_CONCURRENCY", "Meter", "Progress", "run_batch"]
 
 Progress = Callable[[int, int, Result], None]
 OWN_CONNECTION_ABOVE = 8  # more workers than this: a connection each, not the shared pool
@@ -92,6 +95,7 @@ class _Plan:
     light: bool = False  # keep no audio bytes in the rows (a lazy batch)
     items: list[tuple[AudioClip, ...]] | None = None  # each item's clips, when known upfront
     cancel: threading.Event = field(default_factory=threading.Event)
+    schema: Schema | None = None  # a typed question (structured.py)
 
 
 def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
@@ -125,20 +129,23 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
             prepared=job.prepared,
         )
         notes = turn.notes
-        outcome = send(
-            plan.session,
-            plan.backend,
-            turn.request,
-            plan.cache_mode,
-            on_text=parts.append,
-            cancel=plan.cancel,
-            on_attempt=count,
-            limiter=plan.limiter,
-        )
-        answer = answer_for(turn, outcome, conversation=None)
+        if plan.schema is not None:
+            answer, attempts = _ask_typed(plan, turn, parts, count)
+        else:
+            outcome = send(
+                plan.session,
+                plan.backend,
+                turn.request,
+                plan.cache_mode,
+                on_text=parts.append,
+                cancel=plan.cancel,
+                on_attempt=count,
+                limiter=plan.limiter,
+            )
+            answer, attempts = answer_for(turn, outcome, conversation=None), outcome.attempts
         if plan.light:
             answer.clips = tuple(c.detached() for c in answer.clips)
-        return answer, outcome.attempts
+        return answer, attempts
     except QAudioError as exc:
         error = exc
     except Exception as exc:  # a bug must not cost the other clips their answers
@@ -149,6 +156,33 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
     clips = tuple(c.detached() for c in job.clips) if plan.light else job.clips
     failure = Failure(clips, plan.question, error, plan.model, "".join(parts), tries[0], notes=notes)
     return failure, tries[0]
+
+
+def _ask_typed(
+    plan: _Plan, turn: TurnPlan, parts: list[str], count: Callable[[int], None]
+) -> tuple[Answer, int]:
+    """A typed item: the schema into the request, one repair at most, the data on the answer."""
+    from .structured import send_typed, typed_plan
+
+    assert plan.schema is not None
+    turn = typed_plan(turn, plan.schema, plan.backend.route)
+    outcome, data, repaired = send_typed(
+        plan.session,
+        plan.backend,
+        turn,
+        plan.cache_mode,
+        plan.schema,
+        on_text=parts.append,
+        on_repair=lambda _problem: parts.clear(),  # a failure keeps the last answer's text
+        cancel=plan.cancel,
+        on_attempt=count,
+        limiter=plan.limiter,
+    )
+    if repaired:
+        turn = replace(turn, notes=(*turn.notes, repaired))
+    answer = answer_for(turn, outcome, conversation=None)
+    answer.data = data
+    return answer, outcome.attempts
 
 
 def _window_jobs(
@@ -218,6 +252,7 @@ def run_batch(
     cache: str | None = None,
     progress: bool | Progress = True,
     params: dict[str, Any] | None = None,
+    schema: Schema | None = None,
 ) -> Answers:
     """Ask ``question`` about each item of ``sources``; see :func:`ask_audio`."""
     settings = session.settings
@@ -291,6 +326,7 @@ def run_batch(
         limiter=pacing(session, backend, model),
         light=lazy,
         items=items_clips,
+        schema=schema,
     )
     unit = "window" if windows else "clip"
     results, attempts, interrupted, stopped, elapsed = _run(
@@ -309,6 +345,7 @@ def run_batch(
         labels=labels,
         notes=notes,
         attempts=attempts,
+        schema=schema,
     )
 
 
@@ -375,7 +412,7 @@ def _run(
     """
     started = time.perf_counter()
     results: dict[int, tuple[Result, int]] = {}
-    meter = _Meter(progress, total, plan.question, unit)
+    meter = Meter(progress, total, plan.question, unit)
     source = _Jobs(jobs)
     done: queue.SimpleQueue[tuple[int, Result, int] | None] = queue.SimpleQueue()
     own = workers > OWN_CONNECTION_ABOVE
@@ -445,7 +482,7 @@ def _stop(
     threads: list[threading.Thread],
     done: queue.SimpleQueue[Any],
     results: dict[int, tuple[Result, int]],
-    meter: _Meter,
+    meter: Meter,
 ) -> None:
     """After Ctrl-C: abort in-flight requests until the workers give up; keep what
     finished meanwhile."""
@@ -494,7 +531,7 @@ def _bar_class() -> Any:
     return _BAR
 
 
-class _Meter:
+class Meter:
     """Progress: a tqdm.auto bar, or the caller's ``progress(done, total, result)``.
 
     The bar redraws at most ten times a second (tqdm's ``mininterval``) however fast
