@@ -171,25 +171,23 @@ def _run_partition(part: Any, spec: _Spec) -> Any:
     """One partition, as an ordinary batch: its rows, indexed like the partition."""
     import pandas as pd
 
-    from .ask import ask_audio
+    from .batch import run_batch
 
     if len(part) == 0:
         return _empty(spec.question, spec.options.get("schema"))
     session = _session_for(spec)
     per_thread = max(spec.concurrency // _worker_threads(), 1)
     sources = part if isinstance(part, pd.Series) else list(part)
-    answers = ask_audio(
+    answers = run_batch(
         sources,
         spec.question,
         session=session,
-        batch=True,
         concurrency=per_thread,
         progress=False,
-        display=False,
+        params=spec.params,
         **spec.options,
-        **spec.params,
     )
-    return answers.to_pandas()  # type: ignore[union-attr]
+    return answers.to_pandas()
 
 
 def _empty(question: str | None, schema: Any) -> Any:

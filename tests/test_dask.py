@@ -134,3 +134,17 @@ def test_a_killed_worker_loses_no_rows_and_finished_items_are_not_asked_again(
     # only what was in flight on the killed worker (2 at a time) is asked twice: the rest
     # of its partition came back from the response cache
     assert len(asked) <= 200 + 2 * 2, f"{len(asked) - 200} items asked again"
+
+
+def test_typed_questions_give_their_typed_columns_on_dask(
+    cluster: distributed.Client, keyed: Session, tmp_path: Path
+) -> None:
+    paths = _paths(tmp_path, 12)
+    ddf = dd.from_pandas(pd.DataFrame({"path": paths}), npartitions=2, sort=False)
+    schema = {"dog_barks": bool, "speakers": int}
+    lazy = ask_audio(ddf["path"], "Does a dog bark? How many speakers?", schema=schema)
+    local = ask_audio(paths, "Does a dog bark? How many speakers?", schema=schema, progress=False)
+    assert list(lazy.columns) == list(local.to_pandas().columns)  # the typed columns too
+    result = lazy.compute()
+    assert result["error"].isna().all() and result["speakers"].notna().all()
+    assert list(result["dog_barks"]) == list(local.to_pandas()["dog_barks"])
