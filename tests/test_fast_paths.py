@@ -121,7 +121,9 @@ def test_inline_audio_is_encoded_once_per_clip_and_window(
     assert all(a.kind == "data" for r in turns for a in r.audio)
     whole, window = sent[0][0], sent[2][-1]
     assert sent[1] == [whole] and sent[2] == [whole, window] and window != whole
-    assert len(encoded) == 2  # the clip once, its window once; history reused
+    # the clip at most once (not at all if this process sent it before), its window once;
+    # the history is reused
+    assert 1 <= len(encoded) <= 2 and encoded.count(len(turns[2].audio[-1].data or b"")) == 1
     assert turns[2].audio[-1].duration == pytest.approx(1.0, abs=0.01)
     assert hashlib.sha256(turns[2].audio[0].data or b"").hexdigest() == whole
 
