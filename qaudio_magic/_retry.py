@@ -70,7 +70,7 @@ def with_retries(
     as ``input_tokens`` plus the output it is expected to write) before it is sent.
     """
     from ._net import sliced_sleep
-    from .backends.base import Completion, TextDelta
+    from .backends.base import AudioDelta, Completion, ReasoningDelta, TextDelta
 
     attempt = 0
     while True:
@@ -91,8 +91,8 @@ def with_retries(
             for event in events:
                 if cancel is not None and cancel.is_set():
                     raise Interrupted("interrupted mid-answer")
-                if isinstance(event, TextDelta):
-                    seen = True
+                if isinstance(event, (TextDelta, ReasoningDelta, AudioDelta)):
+                    seen = True  # something was shown: asking again would show it twice
                 elif limiter is not None and permit is not None and isinstance(event, Completion):
                     used = event.usage.total_tokens if event.usage else None
                     limiter.settle(permit, used or None, event.usage.output_tokens)

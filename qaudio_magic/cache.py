@@ -170,6 +170,9 @@ class CachedAnswer:
     finish_reason: str | None
     latency: float
     created: str  # ISO 8601, UTC
+    reasoning: str = ""  # a thinking model's reasoning, kept apart from the text
+    language: str | None = None  # speech recognition's annotations
+    emotion: str | None = None
 
 
 class ResponseCache:
@@ -223,8 +226,12 @@ class ResponseCache:
         finish_reason: str | None,
         latency: float,
         clips: list[str],
+        reasoning: str = "",
+        language: str | None = None,
+        emotion: str | None = None,
     ) -> None:
-        """Store one answer, committed at once (it survives the kernel dying right after)."""
+        """Store one answer, committed at once (it survives the kernel dying right after);
+        never a spoken answer's audio."""
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         entry = {
             "key": key,
@@ -238,6 +245,9 @@ class ResponseCache:
                 "request_id": request_id,
                 "finish_reason": finish_reason,
                 "latency": round(latency, 4),
+                **({"reasoning": reasoning} if reasoning else {}),
+                **({"language": language} if language is not None else {}),
+                **({"emotion": emotion} if emotion is not None else {}),
             },
         }
         document = json.dumps(entry, ensure_ascii=False, default=str)
@@ -346,6 +356,9 @@ def _answer_of(key: str, text: str) -> CachedAnswer | None:
             finish_reason=answer.get("finish_reason"),
             latency=float(answer.get("latency") or 0.0),
             created=str(data.get("created", "")),
+            reasoning=str(answer.get("reasoning") or ""),
+            language=answer.get("language"),
+            emotion=answer.get("emotion"),
         )
     except (ValueError, KeyError, TypeError):
         return None
