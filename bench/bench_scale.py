@@ -318,7 +318,7 @@ def memory_rows(quick: bool) -> list[dict[str, Any]]:
     peak RSS growth of a fresh interpreter over the batch."""
     import subprocess
 
-    n = 5_000 if quick else 100_000
+    n = 2_000 if quick else 100_000
     with tempfile.TemporaryDirectory() as tmp, emulator_process() as (root, _pid):
         code = MEMORY.format(
             root=str(ROOT), base=root + "/v1", cache=tmp, served=SERVED, conc=CONCURRENCY, n=n
@@ -356,7 +356,7 @@ def dask_rows(quick: bool) -> list[dict[str, Any]]:
     from qaudio_magic import ask_audio
     from qaudio_magic.session import Session, Settings, set_session
 
-    n = 200 if quick else 1_000
+    n = 100 if quick else 1_000
     rates: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp, emulator_process() as (root, _pid):
         paths = [str(p) for p in clips(Path(tmp), n)]
