@@ -101,8 +101,10 @@ def ask_audio(
     typed: Schema | None = None
     if schema is not None:  # pydantic loads with the first typed question, not at %load_ext
         from .schema import Schema
+        from .structured import check_model
 
         typed = Schema.of(schema)  # a bad schema fails here, before anything is sent
+        check_model(model or settings.model)
     if is_dask_collection(sources):  # the whole corpus on a Dask cluster: a lazy DataFrame
         if conversation is not None or new or dry_run or windows is not None:
             raise InputError(
