@@ -373,10 +373,13 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
             self.session.settings = saved
 
     def source(self, token: str) -> Any:
-        """A notebook variable (or expression like ``clips[0]``) if one is meant, else the text."""
+        """A notebook variable (or expression like ``clips[0]``) if one is meant, a sample
+        rate written as a number (``%%qaudio noise 44100``), else the text."""
         ns = self.shell.user_ns if self.shell is not None else {}
         if token.isidentifier() and token in ns:
             return ns[token]
+        if token.isdecimal() and not Path(token).exists():
+            return int(token)
         if (
             _EXPR.fullmatch(token)
             and token.split(".")[0].split("[")[0] in ns

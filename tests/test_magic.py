@@ -332,3 +332,15 @@ def test_failed_new_conversation_leaves_the_user_where_they_were(
     assert convs.current.name == "default" and "fresh" not in convs and len(convs.current) == 1
     ip.run_cell_magic("qaudio", f"{audio / 'tone_440hz_3s.wav'} --new -c fresh", "Q")
     assert convs.current.name == "fresh" and len(convs.current) == 1
+
+
+def test_samples_with_a_literal_rate(ip, emu: Emulator) -> None:
+    """Issue 14 (10): `%%qaudio noise 44100` was refused while `%%qaudio noise sr` worked."""
+    import numpy as np
+
+    ip.user_ns["noise"] = np.random.default_rng(0).normal(0, 0.1, 22050).astype("float32")
+    ip.user_ns["sr"] = 22050
+    by_name = ip.run_cell_magic("qaudio", "noise sr --new", "What is it?")
+    literal = ip.run_cell_magic("qaudio", "noise 22050 --new", "What is it?")
+    assert literal.clips[0].sha256 == by_name.clips[0].sha256
+    assert "1 audio clip (1.00 s)" in literal.text
