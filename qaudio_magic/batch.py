@@ -329,7 +329,8 @@ def run_batch(
         raise InputError(
             "a batch asks each clip in its own conversation; --new/new=True does not apply"
         )
-    session.check_key(model)  # no key: every item would fail; one line, before any bar
+    if not cache_mode.read:  # no key and no cache to answer from: every item would fail
+        session.check_key(model)  # one line, before any progress bar
 
     if conversation is not None:  # shared context: its system prompt and history, read-only
         context = session.conversations.get(conversation, create=False)

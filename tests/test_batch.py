@@ -476,10 +476,18 @@ def test_windows_of_a_missing_file_are_a_failed_row(
 def test_a_batch_without_a_key_is_one_line_before_anything(
     ip, emu: Emulator, audio: Path, monkeypatch, capsys
 ) -> None:
+    """No key and no cache to answer from: every item is impossible, so the batch is one
+    line before any progress bar. With the cache on, what it holds is still answered."""
+    speech, tone = audio / "speech_en.wav", audio / "tone_440hz_3s.wav"
+    ip.run_cell_magic("qaudio", f"{speech} --batch", "Q")  # now in the response cache
+    capsys.readouterr()
+    emu.clear()
     monkeypatch.delenv("DASHSCOPE_API_KEY")
     with pytest.raises(UsageError) as err:
-        ip.run_cell_magic("qaudio", f"{audio / 'speech_en.wav'} {audio / 'tone_440hz_3s.wav'}"
-                          " --batch", "Q")  # fmt: skip
+        ip.run_cell_magic("qaudio", f"{speech} {tone} --batch --cache off", "Q")
     assert str(err.value).startswith("no DashScope API key — set DASHSCOPE_API_KEY")
     assert capsys.readouterr().err == ""  # no progress bar was drawn
+    answers = ip.run_cell_magic("qaudio", f"{speech} {tone} --batch", "Q")
+    assert answers[0].cached and isinstance(answers[1], Failure)
+    assert "no DashScope API key" in str(answers[1].error)
     assert emu.requests == []
