@@ -35,7 +35,11 @@ What counts as a position (the rule, in order):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .grounding import Grounding
 
 __all__ = ["Segment", "find_segments", "format_time"]
 
@@ -53,6 +57,8 @@ class Segment:
     end: float | None
     text: str  # the words it came from, as written (plain text, never markup)
     offset: float = 0.0
+    # What the audio holds there (grounding.py), filled in after the answer; None before.
+    grounding: Grounding | None = field(default=None, compare=False)
 
     @property
     def is_point(self) -> bool:
