@@ -45,6 +45,7 @@ __all__ = [
     "ground",
     "ground_segments",
     "map_for_clip",
+    "map_for_window",
     "speech_map",
 ]
 
@@ -240,18 +241,31 @@ def map_for_clip(clip: AudioClip) -> SpeechMap | None:
         return None
     try:
         duration = clip.duration
-        if duration is None or duration <= 0:
-            return None
-        start, end = clip.start, clip.start + duration
-        first, last = int(start // _BLOCK), int(np.ceil(end / _BLOCK))
+    except (QAudioError, OSError, ValueError):
+        return None
+    if duration is None or duration <= 0:
+        return None
+    return map_for_window(clip, clip.start, duration)
+
+
+def map_for_window(clip: AudioClip, start: float, seconds: float) -> SpeechMap | None:
+    """The map of ``[start, start + seconds)`` of the clip's *source*, in seconds from
+    ``start`` (a player's view of what was sent); None when it can't be read."""
+    from .errors import QAudioError
+
+    if clip.is_remote or seconds <= 0:
+        return None
+    end = start + seconds
+    first, last = int(start // _BLOCK), int(np.ceil(end / _BLOCK))
+    try:
         blocks = [_block(clip, k) for k in range(first, max(last, first + 1))]
     except (QAudioError, OSError, ValueError):
         return None
     db = np.concatenate([b.db for b in blocks])
     vad = np.concatenate([b.vad for b in blocks])
     lo = round((start - first * _BLOCK) * RATE / HOP)
-    hi = lo + round(duration * RATE / HOP)
-    return _map_of(_Frames(db[lo:hi], vad[lo:hi]), duration)
+    hi = lo + round(seconds * RATE / HOP)
+    return _map_of(_Frames(db[lo:hi], vad[lo:hi]), seconds)
 
 
 # ---------------------------------------------------------------------- grounding
