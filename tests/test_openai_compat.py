@@ -187,18 +187,19 @@ def test_mp3_goes_as_is_with_its_format(ip, vllm: Emulator, audio: Path) -> None
     assert item == {"data": raw, "format": "mp3"}
 
 
-def test_inline_audio_over_the_limit_is_refused_before_sending(
+def test_inline_audio_over_the_budget_is_re_encoded_to_fit(
     ip, emu: Emulator, tmp_path: Path
 ) -> None:
-    big = tmp_path / "big_stereo.wav"  # 45 s of 44.1 kHz stereo PCM: 7.9 MB, sent as-is
+    big = tmp_path / "big_stereo.wav"  # 45 s of 44.1 kHz stereo PCM: 7.9 MB
     with wave.open(str(big), "wb") as w:
         w.setnchannels(2)
         w.setsampwidth(2)
         w.setframerate(44_100)
         w.writeframes(np.zeros(45 * 44_100 * 2, dtype=np.int16).tobytes())
-    with pytest.raises(UsageError, match=r"big_stereo.wav: 7.9 MB is too large to send inline"):
-        ip.run_cell_magic("qaudio", f"{big} -m {OMNI}", "Q")
-    assert emu.requests == []
+    ip.run_cell_magic("qaudio", f"{big} -m {OMNI}", "Q")
+    (received,) = chat(emu, COMPATIBLE_CHAT)[-1].audio  # inline is held to 7 MB
+    assert (received.sample_rate, received.channels, received.duration) == (16_000, 1, 45.0)
+    assert received.size < 7_000_000
 
 
 def test_oss_url_is_refused_for_other_servers(ip, vllm: Emulator) -> None:

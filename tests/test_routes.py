@@ -249,8 +249,8 @@ def test_models_lists_routes_and_limits(ip) -> None:
     }
     assert "dashscope-compatible" in rows["qwen3-omni-flash"]
     assert (
-        "65,536" in rows["qwen3-omni-flash"]
-        and "150 s, 10 MB, 12.5 tok/s" in rows["qwen3-omni-flash"]
+        "49,152" in rows["qwen3-omni-flash"]  # CURRENT-MODELS §11.10 (non-thinking)
+        and "1200 s, 100 MB, 12.5 tok/s" in rows["qwen3-omni-flash"]  # §11.3.2: 20 min
     )
     assert (
         "8,192" in rows["qwen-audio-turbo-latest"]

@@ -27,6 +27,7 @@ mid-stream and is read with its ``:HTTP_STATUS/NNN``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -57,6 +58,7 @@ Dialect = Literal["dashscope", "openai"]
 
 CHAT_PATH = "/chat/completions"
 INLINE_MAX_BYTES = 7_000_000  # DashScope: the base64 string must stay under 10 MB
+_WAV_BYTES_PER_SECOND = 32_000  # re-encoded audio: 16 kHz mono 16-bit WAV
 _WIRE_FORMATS = {"wav": "wav", "mp3": "mp3", "aac": "aac", "amr": "amr", "flac": "flac"}
 _MM_LIMIT_HINT = (
     "the server allows fewer audios per prompt than this conversation holds: start vLLM with "
@@ -92,7 +94,18 @@ class OpenAICompatBackend(HTTPBackend):
 
     # ------------------------------------------------------------------ API
     def limits(self, model: str) -> Limits:
-        return lookup(model).limits
+        """The model's limits; on DashScope, local audio travels inline, so a clip is held
+        to the inline budget (and cut where its re-encoded 16 kHz WAV would not fit)."""
+        limits = lookup(model).limits
+        if self.dialect != "dashscope" or limits.max_audio_bytes <= INLINE_MAX_BYTES:
+            return limits
+        fits = float((INLINE_MAX_BYTES - 4_096) // _WAV_BYTES_PER_SECOND)  # room for a header
+        heard = limits.max_audio_seconds
+        return dataclasses.replace(
+            limits,
+            max_audio_bytes=INLINE_MAX_BYTES,
+            max_audio_seconds=fits if heard is None else min(heard, fits),
+        )
 
     def stream(self, request: Request) -> Iterator[Event]:
         key = self._key()
