@@ -52,6 +52,7 @@ function button(className, label, kind, text) {
   const b = el("button", className);
   b.type = "button";
   b.setAttribute("aria-label", label);
+  b.setAttribute("data-lm-suppress-shortcuts", "true");
   b.title = label;
   if (kind) b.append(icon(kind));
   if (text !== undefined) b.append(el("span", "qaudio-btn-text", text));
@@ -151,6 +152,10 @@ function niceStep(secondsPerPx) {
 
 function render({ model, el: host }) {
   const root = el("div", "qaudio-player");
+  // Keys pressed inside the player are ours (space, arrows, + / −, 0), not the notebook's
+  // shortcuts: Lumino stops looking for a matching shortcut at this attribute.
+  // (Lumino checks the attribute on the focused element itself, so it goes on each.)
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
   const bar = el("div", "qaudio-bar");
   const play = button("qaudio-play", "Play", "play");
   const time = el("span", "qaudio-time", "0:00.0");
@@ -164,6 +169,7 @@ function render({ model, el: host }) {
   const zoomFit = button("qaudio-zoom-fit", "Show the whole clip", "fit");
   const speed = el("select", "qaudio-speed");
   speed.setAttribute("aria-label", "Playback speed");
+  speed.setAttribute("data-lm-suppress-shortcuts", "true");
   speed.title = "Playback speed";
   for (const s of SPEEDS) {
     const o = el("option", "", `${s}×`);
@@ -179,6 +185,7 @@ function render({ model, el: host }) {
   ruler.title = "Drag to pan";
   const wave = el("div", "qaudio-wave");
   wave.tabIndex = 0;
+  wave.setAttribute("data-lm-suppress-shortcuts", "true");
   wave.setAttribute("role", "slider");
   wave.setAttribute("aria-label", "Waveform: space plays or pauses, arrow keys seek, + and − zoom");
   wave.setAttribute("aria-valuemin", "0");
@@ -342,7 +349,8 @@ function render({ model, el: host }) {
       const major = Math.abs(t / step - Math.round(t / step)) < 1e-6;
       const tick = el("div", major ? "qaudio-tick qaudio-tick-major" : "qaudio-tick");
       tick.style.left = pct(t);
-      if (major) tick.append(el("span", "qaudio-tick-label", clock(Math.round(t / minor) * minor, digits)));
+      const x = ((t - a) / s) * w;
+      if (major && x < w - 44) tick.append(el("span", "qaudio-tick-label", clock(Math.round(t / minor) * minor, digits)));
       ruler.append(tick);
     }
   }
