@@ -106,7 +106,8 @@ def _ours(
 ) -> tuple[float, int]:
     """Wall time of one batch, and the requests it sent (retries included)."""
     from qaudio_magic import ask_audio
-    from qaudio_magic.session import Session, Settings, set_session
+    from qaudio_magic.session import Session, set_session
+    from qaudio_magic.settings import Settings
 
     session = Session(
         Settings(

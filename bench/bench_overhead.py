@@ -25,7 +25,8 @@ GENERATION = "/services/aigc/multimodal-generation/generation"
 
 def rows(quick: bool) -> list[dict[str, Any]]:
     from qaudio_magic import AudioClip, ask_audio
-    from qaudio_magic.session import Session, Settings
+    from qaudio_magic.session import Session
+    from qaudio_magic.settings import Settings
 
     rounds, warmup = (20, 3) if quick else (300, 10)
     with emulator() as emu:

@@ -57,7 +57,8 @@ def rows(quick: bool) -> list[dict[str, Any]]:
     import psutil
 
     from qaudio_magic import ask_audio
-    from qaudio_magic.session import Session, Settings
+    from qaudio_magic.session import Session
+    from qaudio_magic.settings import Settings
 
     tries, sdk_tries, soak = (3, 1, 100) if quick else (10, 3, 500)
     out = []

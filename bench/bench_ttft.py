@@ -35,7 +35,8 @@ def rows(quick: bool) -> list[dict[str, Any]]:
 
     from qaudio_magic import AudioClip, ask_audio
     from qaudio_magic.emulator._reply import split_tokens
-    from qaudio_magic.session import Session, Settings
+    from qaudio_magic.session import Session
+    from qaudio_magic.settings import Settings
 
     class Capture(DisplayPublisher):
         """Records when each display (or display update) is published, and its text."""

@@ -32,7 +32,8 @@ def rows(quick: bool) -> list[dict[str, Any]]:
     from qaudio_magic import AudioClip, ask_audio
     from qaudio_magic._prepare import prepare
     from qaudio_magic.models import lookup
-    from qaudio_magic.session import Session, Settings
+    from qaudio_magic.session import Session
+    from qaudio_magic.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp, emulator() as emu:
         path = clip_30s(Path(tmp))

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from .answer import Answer
+    from .answer import Answer, Answers, Failure
     from .ask import ask_audio
-    from .batch import Answers, Failure
     from .clip import AudioClip
     from .conversation import Conversation
     from .errors import (
         APIError,
         AudioDecodeError,
+        AudioTooLargeError,
+        CacheMissError,
         ConfigError,
         InputError,
         Interrupted,
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
         SourceError,
         TransportError,
     )
+    from .player import Player
     from .recorder import Recorder
+    from .segments import Segment
 
 __all__ = [
     "APIError",
@@ -36,33 +39,43 @@ __all__ = [
     "Answers",
     "AudioClip",
     "AudioDecodeError",
+    "AudioTooLargeError",
+    "CacheMissError",
     "ConfigError",
     "Conversation",
     "Failure",
     "InputError",
     "Interrupted",
     "MissingKeyError",
+    "Player",
     "QAudioError",
     "Recorder",
+    "Segment",
     "SourceError",
     "TransportError",
+    "__version__",
     "ask_audio",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
 
+# Where each public name lives; imported on first use so `%load_ext` stays fast.
 _LAZY = {
     "Answer": "answer",
-    "Answers": "batch",
-    "Failure": "batch",
+    "Answers": "answer",
+    "Failure": "answer",
     "ask_audio": "ask",
     "AudioClip": "clip",
     "Conversation": "conversation",
+    "Player": "player",
     "Recorder": "recorder",
+    "Segment": "segments",
     **dict.fromkeys(
         [
             "APIError",
             "AudioDecodeError",
+            "AudioTooLargeError",
+            "CacheMissError",
             "ConfigError",
             "InputError",
             "Interrupted",

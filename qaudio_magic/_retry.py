@@ -64,7 +64,7 @@ def with_retries(
     ``cancel`` (set from another thread) stops between tries and between events with
     :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
     """
-    from .backends._net import sliced_sleep
+    from ._net import sliced_sleep
     from .backends.base import TextDelta
 
     attempt = 0

@@ -13,7 +13,8 @@ from typing import Any
 from IPython.core.interactiveshell import InteractiveShell
 
 from .emulator import Emulator
-from .session import Session, Settings, set_session
+from .session import Session, set_session
+from .settings import Settings
 
 __all__ = ["TestingShell", "emulated_session"]
 

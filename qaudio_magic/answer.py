@@ -1,16 +1,22 @@
-"""Answer: the result of one question, with the reprs notebooks and terminals expect."""
+"""What questions return: an :class:`Answer`, or for a batch :class:`Answers` (an Answer or a
+:class:`Failure` per item, in the order of the sources), with the reprs notebooks and
+terminals expect and ``.to_pandas()``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union, overload
 
+from ._format import plural, short, span, table_bundle
 from ._render import bundle
 from .backends.base import Usage
 from .clip import AudioClip
+from .errors import ConfigError, QAudioError
 from .segments import Segment
 
-__all__ = ["Answer"]
+__all__ = ["Answer", "Answers", "Failure", "Result"]
 
 
 @dataclass(eq=False)
@@ -118,3 +124,219 @@ def _inert_markdown(text: str) -> str:
     must never let model output become live HTML or links.
     """
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
+# ---------------------------------------------------------------------- many answers
+@dataclass(eq=False)
+class Failure:
+    """An item whose question could not be answered: which clips, why, any partial text."""
+
+    clips: tuple[AudioClip, ...]
+    question: str | None
+    error: QAudioError
+    model: str
+    text: str = ""  # partial text that arrived before the failure (never retried into a duplicate)
+    attempts: int = 0  # requests sent for this item
+    notes: tuple[str, ...] = ()  # what was known about its audio before it failed
+
+    cached = False
+    usage = None
+    latency = None
+    request_id = None
+
+    def __str__(self) -> str:
+        return f"⚠ {self.error.one_line()}"
+
+    def __repr__(self) -> str:
+        label = ", ".join(c.label() for c in self.clips) or "(no clip)"
+        return f"Failure({label!r}, {self.error.one_line()!r})"
+
+
+Result = Union[Answer, Failure]  # noqa: UP007 - a runtime alias, 3.10 safe
+
+
+class Answers(Sequence[Result]):
+    """The results of a batch, in the order of its sources: an Answer or a Failure each.
+
+    ``.to_pandas()`` gives one row per item; in a notebook it shows as a compact table
+    (a timeline for windows of a long clip).
+    """
+
+    def __init__(
+        self,
+        results: Sequence[Result],
+        *,
+        question: str | None,
+        model: str,
+        elapsed: float,
+        windows: float | None = None,
+        interrupted: bool = False,
+        stopped: str | None = None,
+        labels: Sequence[Any] | None = None,
+        notes: Sequence[str] = (),
+        attempts: Sequence[int] = (),
+    ) -> None:
+        self._results = list(results)
+        self._attempts = list(attempts)
+        self.question = question
+        self.model = model
+        self.elapsed = elapsed
+        self.windows = windows
+        self.interrupted = interrupted
+        self.stopped = stopped  # why the batch stopped sending early, if it did
+        self.labels = list(labels) if labels is not None else None
+        self.notes = list(notes)
+
+    # ------------------------------------------------------------------ sequence
+    @overload
+    def __getitem__(self, index: int) -> Result: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Result]: ...
+    def __getitem__(self, index: int | slice) -> Result | list[Result]:
+        return self._results[index]
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    @property
+    def answered(self) -> list[Answer]:
+        return [r for r in self._results if isinstance(r, Answer)]
+
+    @property
+    def failed(self) -> list[Failure]:
+        return [r for r in self._results if isinstance(r, Failure)]
+
+    @property
+    def texts(self) -> list[str]:
+        """Each item's answer text ("" for a failure)."""
+        return [r.text if isinstance(r, Answer) else "" for r in self._results]
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for r in self._results if r.cached)
+
+    @property
+    def requests(self) -> int:
+        """Requests sent to the service, retries included (cached answers send none)."""
+        return sum(self._attempts)
+
+    # ------------------------------------------------------------------ tables
+    def summary(self) -> str:
+        n = len(self._results)
+        ok = len(self.answered)
+        unit = "window" if self.windows else "clip"
+        bits = [plural(n, unit), f"{ok} answered"]
+        if self.cached:
+            bits[-1] += f" ({self.cached} from cache)"
+        if n - ok:
+            bits.append(f"{n - ok} failed")
+        bits += [f"{self.elapsed:.1f} s", self.model]
+        text = " · ".join(bits)
+        if self.interrupted:
+            text += " · interrupted (Ctrl-C): unfinished items are marked"
+        if self.stopped:
+            text += f" · stopped early: {self.stopped}"
+        return text
+
+    def _rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        timeline = bool(self.windows)
+        sources = {_source_of(r.clips) for r in self._results}
+        with_notes = any(r.notes for r in self._results)
+        header: tuple[str, ...] = ("#",)
+        if timeline:
+            header += ("time",)
+        if not timeline or len(sources) > 1:
+            header += ("source",)
+        header += ("answer", "tokens", "status")
+        if with_notes:
+            header += ("notes",)
+        rows = []
+        for i, r in enumerate(self._results):
+            row: tuple[str, ...] = (str(self._label(i)),)
+            clip = r.clips[0] if r.clips else None
+            if timeline:
+                row += (span(clip.start, clip.end) if clip else "",)
+            if not timeline or len(sources) > 1:
+                row += (", ".join(_name(c, timeline) for c in r.clips),)
+            if isinstance(r, Answer):
+                tokens = str(r.usage.total_tokens) if r.usage else ""
+                status = "cached" if r.cached else f"✓ {r.latency:.1f} s"
+                row += (short(r.text, 120), tokens, status)
+            else:
+                row += (short(r.text, 120), "", "⚠ " + short(r.error.one_line(), 120))
+            if with_notes:
+                row += (short(" · ".join(r.notes), 160),)
+            rows.append(row)
+        return header, rows
+
+    def _label(self, i: int) -> Any:
+        return self.labels[i] if self.labels is not None else i
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        header, rows = self._rows()
+        title = ("Timeline" if self.windows else "Batch") + f" — {self.summary()}"
+        if self.question:
+            title += f'\nquestion: "{short(self.question, 200)}"'
+        metadata = {
+            "status": "interrupted" if self.interrupted else "complete",
+            "model": self.model,
+            "question": self.question,
+            "items": [
+                {
+                    "clips": [c.describe() for c in r.clips],
+                    "request_id": r.request_id,
+                    "cached": r.cached,
+                    "error": r.error.one_line() if isinstance(r, Failure) else None,
+                }
+                for r in self._results
+            ],
+        }
+        return table_bundle(title, header, rows, notes=self.notes, metadata=metadata)
+
+    def __repr__(self) -> str:
+        return f"Answers({self.summary()})"
+
+    def to_pandas(self) -> Any:
+        """One row per item: source, window, answer, model, tokens, latency, error, cached
+        (then start, end, question, request_id, notes); a Series' index is kept."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigError("to_pandas() needs pandas: pip install pandas") from None
+        records = []
+        for r in self._results:
+            clip = r.clips[0] if len(r.clips) == 1 else None
+            windowed = clip is not None and clip.is_windowed
+            records.append(
+                {
+                    "source": "; ".join(c.location or c.name for c in r.clips),
+                    "window": span(clip.start, clip.end) if windowed and clip else None,
+                    "answer": r.text if isinstance(r, Answer) else None,
+                    "model": r.model,
+                    "tokens": r.usage.total_tokens if r.usage else None,
+                    "latency": r.latency,
+                    "error": r.error.one_line() if isinstance(r, Failure) else None,
+                    "cached": bool(r.cached),
+                    "start": clip.start if windowed and clip else None,
+                    "end": clip.end if windowed and clip else None,
+                    "question": r.question,
+                    "request_id": r.request_id,
+                    "notes": "\n".join(r.notes) or None,
+                }
+            )
+        frame = pd.DataFrame.from_records(records)
+        if self.labels is not None:
+            frame.index = pd.Index(self.labels)
+        return frame
+
+
+def _source_of(clips: Sequence[AudioClip]) -> str:
+    return "; ".join(c.location or c.name for c in clips)
+
+
+def _name(clip: AudioClip, timeline: bool) -> str:
+    if timeline or not clip.is_windowed:
+        return clip.name
+    return f"{clip.name} [{span(clip.start, clip.end)}]"

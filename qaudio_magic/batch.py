@@ -1,380 +1,51 @@
 """Many clips, or many windows of one long clip: asked concurrently, kept whatever happens.
 
 ``ask_audio(["a.wav", "b.wav", ...], question)`` (or a glob pattern, a directory, a pandas
-Series, ``windows=30``) comes here. Each item is its own single-turn conversation, sent
-through the same path as a single question (:func:`qaudio_magic.ask._complete`: response
-cache, retry policy, usage meter) by a small thread pool sharing the backend's one
-connection pool. Threads, not asyncio: a notebook's event loop is already running, and a
-blocking call from a cell must not try to start another.
+Series, ``windows=30``; :mod:`qaudio_magic.sources` says what makes a batch) comes here.
+Each item is its own single-turn conversation, built and sent exactly like a single
+question (:mod:`qaudio_magic.turn`: history, notes, response cache, retry policy, usage
+meter) by a small thread pool sharing the backend's one connection pool. Threads, not
+asyncio: a notebook's event loop is already running, and a blocking call from a cell must
+not try to start another.
 
 What a batch promises:
 
-* every item ends as an :class:`~qaudio_magic.answer.Answer` or a :class:`Failure`;
-  one bad clip never costs the other 399 their answers;
-* an account-level error (bad key, quota spent) stops sending at once instead of
-  repeating it for every clip;
+* every item ends as an :class:`~qaudio_magic.answer.Answer` or a
+  :class:`~qaudio_magic.answer.Failure`; one bad clip never costs the other 399 their answers;
+* an error that would repeat for every item (bad key, quota spent:
+  :attr:`~qaudio_magic.errors.QAudioError.ends_batch`) stops sending at once;
 * Ctrl-C stops within about a second and returns what finished: in-flight connections
   are shut down (closing a socket does not wake a thread blocked reading it; shutting it
   down does), workers are joined, and the backend is discarded so no socket stays open.
-
-Which sources make a batch (``is_many``): a list, a pandas Series, any iterable other than
-a tuple, a glob pattern that is not an existing file, a directory. A tuple is several
-clips in one turn; so is a tuple or list *inside* a batch (one item, several clips).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import glob
-import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Union, overload
+from typing import Any
 
-from ._prepare import PreparedAudio, prepare
-from .answer import Answer
-from .backends.base import Backend, Limits, Request
+from ._format import short, span
+from .answer import Answers, Failure, Result
+from .backends.base import Backend, Limits, PreparedAudio
 from .cache import CacheMode, resolve_mode
-from .clip import AudioClip, AudioSourceLike, resolve_sources
+from .clip import AudioClip
 from .conversation import Conversation
-from .errors import APIError, ConfigError, InputError, Interrupted, QAudioError, SourceError
+from .errors import InputError, Interrupted, QAudioError
 from .session import Session
-from .view import fmt_span, table_bundle
+from .sources import expand_sources, resolve_sources
+from .turn import answer_for, plan_turn, send
 from .windows import WindowReader, check_windows, plan_windows, window_clip
 
-__all__ = ["Answers", "Failure", "Progress", "expand_sources", "is_many", "run_batch"]
+__all__ = ["MAX_CONCURRENCY", "Progress", "run_batch"]
 
-AUDIO_SUFFIXES = frozenset(
-    [
-        ".wav",
-        ".mp3",
-        ".m4a",
-        ".aac",
-        ".amr",
-        ".3gp",
-        ".flac",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".webm",
-        ".mp4",
-        ".wma",
-        ".aif",
-        ".aiff",
-        ".gsm",
-    ]
-)
+Progress = Callable[[int, int, Result], None]
 MAX_CONCURRENCY = 16  # the backend's connection pool holds 16 connections
 _STOP_WITHIN = 1.0  # seconds Ctrl-C may take to stop in-flight requests
-# Errors that would repeat for every remaining clip: stop sending instead.
-_ACCOUNT_CODES = frozenset(
-    {
-        "InvalidApiKey",
-        "Arrearage",
-        "AllocationQuota.FreeTierOnly",
-        "Throttling.AllocationQuota",
-        "AccessDenied",
-        "Model.AccessDenied",
-        "ModelNotFound",
-    }
-)
-
-
-# ---------------------------------------------------------------------- results
-@dataclass(eq=False)
-class Failure:
-    """An item whose question could not be answered: which clips, why, any partial text."""
-
-    clips: tuple[AudioClip, ...]
-    question: str | None
-    error: QAudioError
-    model: str
-    text: str = ""  # partial text that arrived before the failure (never retried into a duplicate)
-    attempts: int = 0  # requests sent for this item
-
-    cached = False
-    usage = None
-    latency = None
-    request_id = None
-
-    def __str__(self) -> str:
-        return f"⚠ {self.error.one_line()}"
-
-    def __repr__(self) -> str:
-        label = ", ".join(c.label() for c in self.clips) or "(no clip)"
-        return f"Failure({label!r}, {self.error.one_line()!r})"
-
-
-Result = Union[Answer, Failure]  # noqa: UP007 - a runtime alias, 3.10 safe
-Progress = Callable[[int, int, Result], None]
-
-
-class Answers(Sequence[Result]):
-    """The results of a batch, in the order of its sources: an Answer or a Failure each.
-
-    ``.to_pandas()`` gives one row per item; in a notebook it shows as a compact table
-    (a timeline for windows of a long clip).
-    """
-
-    def __init__(
-        self,
-        results: Sequence[Result],
-        *,
-        question: str | None,
-        model: str,
-        elapsed: float,
-        windows: float | None = None,
-        interrupted: bool = False,
-        stopped: str | None = None,
-        labels: Sequence[Any] | None = None,
-        notes: Sequence[str] = (),
-        attempts: Sequence[int] = (),
-    ) -> None:
-        self._results = list(results)
-        self._attempts = list(attempts)
-        self.question = question
-        self.model = model
-        self.elapsed = elapsed
-        self.windows = windows
-        self.interrupted = interrupted
-        self.stopped = stopped  # why the batch stopped sending early, if it did
-        self.labels = list(labels) if labels is not None else None
-        self.notes = list(notes)
-
-    # ------------------------------------------------------------------ sequence
-    @overload
-    def __getitem__(self, index: int) -> Result: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Result]: ...
-    def __getitem__(self, index: int | slice) -> Result | list[Result]:
-        return self._results[index]
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-    @property
-    def answered(self) -> list[Answer]:
-        return [r for r in self._results if isinstance(r, Answer)]
-
-    @property
-    def failed(self) -> list[Failure]:
-        return [r for r in self._results if isinstance(r, Failure)]
-
-    @property
-    def texts(self) -> list[str]:
-        """Each item's answer text ("" for a failure)."""
-        return [r.text if isinstance(r, Answer) else "" for r in self._results]
-
-    @property
-    def cached(self) -> int:
-        return sum(1 for r in self._results if r.cached)
-
-    @property
-    def requests(self) -> int:
-        """Requests sent to the service, retries included (cached answers send none)."""
-        return sum(self._attempts)
-
-    # ------------------------------------------------------------------ tables
-    def summary(self) -> str:
-        n = len(self._results)
-        ok = len(self.answered)
-        unit = "window" if self.windows else "clip"
-        bits = [f"{n} {unit}{'s' if n != 1 else ''}", f"{ok} answered"]
-        if self.cached:
-            bits[-1] += f" ({self.cached} from cache)"
-        if n - ok:
-            bits.append(f"{n - ok} failed")
-        bits += [f"{self.elapsed:.1f} s", self.model]
-        text = " · ".join(bits)
-        if self.interrupted:
-            text += " · interrupted (Ctrl-C): unfinished items are marked"
-        if self.stopped:
-            text += f" · stopped early: {self.stopped}"
-        return text
-
-    def _rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-        timeline = bool(self.windows)
-        sources = {_source_of(r.clips) for r in self._results}
-        header: tuple[str, ...] = ("#",)
-        if timeline:
-            header += ("time",)
-        if not timeline or len(sources) > 1:
-            header += ("source",)
-        header += ("answer", "tokens", "status")
-        rows = []
-        for i, r in enumerate(self._results):
-            row: tuple[str, ...] = (str(self._label(i)),)
-            clip = r.clips[0] if r.clips else None
-            if timeline:
-                row += (fmt_span(clip.start, clip.end) if clip else "",)
-            if not timeline or len(sources) > 1:
-                row += (", ".join(_name(c, timeline) for c in r.clips),)
-            if isinstance(r, Answer):
-                tokens = str(r.usage.total_tokens) if r.usage else ""
-                status = "cached" if r.cached else f"✓ {r.latency:.1f} s"
-                row += (_short(r.text, 120), tokens, status)
-            else:
-                row += (_short(r.text, 120), "", "⚠ " + _short(r.error.one_line(), 120))
-            rows.append(row)
-        return header, rows
-
-    def _label(self, i: int) -> Any:
-        return self.labels[i] if self.labels is not None else i
-
-    def _repr_mimebundle_(
-        self, include: Any = None, exclude: Any = None
-    ) -> tuple[dict[str, str], dict[str, Any]]:
-        header, rows = self._rows()
-        title = ("Timeline" if self.windows else "Batch") + f" — {self.summary()}"
-        if self.question:
-            title += f'\nquestion: "{_short(self.question, 200)}"'
-        metadata = {
-            "status": "interrupted" if self.interrupted else "complete",
-            "model": self.model,
-            "question": self.question,
-            "items": [
-                {
-                    "clips": [c.describe() for c in r.clips],
-                    "request_id": r.request_id,
-                    "cached": r.cached,
-                    "error": r.error.one_line() if isinstance(r, Failure) else None,
-                }
-                for r in self._results
-            ],
-        }
-        return table_bundle(title, header, rows, notes=self.notes, metadata=metadata)
-
-    def __repr__(self) -> str:
-        return f"Answers({self.summary()})"
-
-    def to_pandas(self) -> Any:
-        """One row per item: source, window, answer, model, tokens, latency, error, cached
-        (then start, end, question, request_id); a Series' index is kept."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ConfigError("to_pandas() needs pandas: pip install pandas") from None
-        records = []
-        for r in self._results:
-            clip = r.clips[0] if len(r.clips) == 1 else None
-            windowed = clip is not None and clip.is_windowed
-            records.append(
-                {
-                    "source": "; ".join(c.location or c.name for c in r.clips),
-                    "window": fmt_span(clip.start, clip.end) if windowed and clip else None,
-                    "answer": r.text if isinstance(r, Answer) else None,
-                    "model": r.model,
-                    "tokens": r.usage.total_tokens if r.usage else None,
-                    "latency": r.latency,
-                    "error": r.error.one_line() if isinstance(r, Failure) else None,
-                    "cached": bool(r.cached),
-                    "start": clip.start if windowed and clip else None,
-                    "end": clip.end if windowed and clip else None,
-                    "question": r.question,
-                    "request_id": r.request_id,
-                }
-            )
-        frame = pd.DataFrame.from_records(records)
-        if self.labels is not None:
-            frame.index = pd.Index(self.labels)
-        return frame
-
-
-def _source_of(clips: Sequence[AudioClip]) -> str:
-    return "; ".join(c.location or c.name for c in clips)
-
-
-def _name(clip: AudioClip, timeline: bool) -> str:
-    if timeline or not clip.is_windowed:
-        return clip.name
-    return f"{clip.name} [{fmt_span(clip.start, clip.end)}]"
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# ---------------------------------------------------------------------- which sources
-def _is_series(value: object) -> bool:
-    return type(value).__module__.startswith("pandas") and hasattr(value, "index")
-
-
-def is_many(sources: object) -> bool:
-    """Whether ``sources`` stands for many questions (a batch) rather than one."""
-    if sources is None or isinstance(sources, (tuple, bytes, bytearray, memoryview, AudioClip)):
-        return False
-    if isinstance(sources, (list, Mapping)) or _is_series(sources):
-        return True
-    if isinstance(sources, (str, os.PathLike)):
-        text = os.fspath(sources)
-        if not isinstance(text, str) or text.lower().startswith("data:") or "://" in text[:16]:
-            return False  # URLs may hold '?' and '*' and are never patterns
-        path = Path(text).expanduser()
-        if path.is_dir():
-            return True
-        return not path.exists() and glob.has_magic(text)
-    if isinstance(sources, AudioSourceLike) or hasattr(sources, "value"):
-        return False  # recorders, widgets
-    if hasattr(sources, "__array__") or hasattr(sources, "dtype"):
-        return False  # an array of samples is one clip
-    return isinstance(sources, Iterable)
-
-
-def _expand_one(source: object) -> list[object]:
-    """A glob pattern or directory as its files (sorted); anything else as itself."""
-    if not isinstance(source, (str, os.PathLike)) or not is_many(source):
-        return [source]
-    text = os.fspath(source)
-    assert isinstance(text, str)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        files = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES
-        )
-        if not files:
-            raise SourceError(
-                f"{text}: no audio files in this directory "
-                f"(looked for {', '.join(sorted(AUDIO_SUFFIXES))})"
-            )
-        return list(files)
-    matches = sorted(
-        Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True) if Path(p).is_file()
-    )
-    if not matches:
-        raise SourceError(f"{text}: no files match this pattern")
-    return list(matches)
-
-
-def expand_sources(sources: object) -> tuple[list[object], list[Any] | None]:
-    """The batch's items (a source, or a tuple of sources for one turn) and their labels.
-
-    Glob patterns and directories expand to their files, also inside a list; a tuple or
-    list inside a list stays one item; a pandas Series keeps its index as the labels,
-    a dict its keys.
-    """
-    labels: list[Any] | None = None
-    if isinstance(sources, Mapping):  # {label: source}: like a Series
-        return [tuple(v) if isinstance(v, list) else v for v in sources.values()], list(sources)
-    if _is_series(sources):
-        labels = list(sources.index)  # type: ignore[attr-defined]
-        values = list(sources.tolist())  # type: ignore[attr-defined]
-        return [tuple(v) if isinstance(v, list) else v for v in values], labels
-    if isinstance(sources, (str, os.PathLike)) or not is_many(sources):
-        return _expand_one(sources), None
-    items: list[object] = []
-    for source in sources:  # type: ignore[attr-defined]
-        if isinstance(source, (tuple, list)):
-            items.append(tuple(source))
-        else:
-            items.extend(_expand_one(source))
-    return items, labels
 
 
 # ---------------------------------------------------------------------- jobs
@@ -404,10 +75,9 @@ class _Plan:
 
 def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
     """One item, start to finish, in a worker thread: its result and the requests sent."""
-    from .ask import _answer, _check_clip_count, _complete, _cut_note, _messages
-
     parts: list[str] = []
     tries = [0]
+    notes: tuple[str, ...] = ()
 
     def count(n: int) -> None:
         tries[0] = n
@@ -417,25 +87,28 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
             raise job.error
         if plan.cancel.is_set():
             raise Interrupted("interrupted before it was asked")
-        _check_clip_count(len(job.clips), plan.model, plan.limits)
-        prepared = job.prepared or tuple(prepare(c, plan.limits) for c in job.clips)
-        settings = plan.session.settings
-        messages, notes = _messages(
-            plan.conversation, prepared, plan.question, plan.limits, settings.max_history_turns
+        turn = plan_turn(
+            plan.conversation,
+            job.clips,
+            plan.question,
+            model=plan.model,
+            limits=plan.limits,
+            max_history_turns=plan.session.settings.max_history_turns,
+            params=plan.params,
+            stream=plan.stream,
+            prepared=job.prepared,
         )
-        notes = [*(_cut_note(p, plan.limits) for p in prepared if p.cut_seconds), *notes]
-        request = Request(plan.model, tuple(messages), plan.params, plan.stream)
-        outcome = _complete(
+        notes = turn.notes
+        outcome = send(
             plan.session,
             plan.backend,
-            request,
+            turn.request,
             plan.cache_mode,
             on_text=parts.append,
             cancel=plan.cancel,
             on_attempt=count,
         )
-        answer = _answer(outcome, request, job.clips, plan.question, None, plan.limits, notes)
-        return answer, outcome.attempts
+        return answer_for(turn, outcome, conversation=None), outcome.attempts
     except QAudioError as exc:
         error = exc
     except Exception as exc:  # a bug must not cost the other clips their answers
@@ -443,7 +116,10 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
         error.__cause__ = exc
     if plan.cancel.is_set() and not isinstance(error, Interrupted):
         error = Interrupted("interrupted (Ctrl-C)")
-    return Failure(job.clips, plan.question, error, plan.model, "".join(parts), tries[0]), tries[0]
+    failure = Failure(
+        job.clips, plan.question, error, plan.model, "".join(parts), tries[0], notes=notes
+    )
+    return failure, tries[0]
 
 
 def _window_jobs(
@@ -491,7 +167,7 @@ def _iter_window_jobs(
         except QAudioError as exc:  # e.g. a corrupt stretch in the middle of the file
             error = exc
         for lo, hi in plan[done:]:  # what could not be cut: failed, not silently skipped
-            why = error or InputError(f"{clip.name}: no audio left at {fmt_span(lo, hi)}")
+            why = error or InputError(f"{clip.name}: no audio left at {span(lo, hi)}")
             yield _Job(index, (window_clip(clip, lo, hi),), error=why)
             index += 1
 
@@ -648,8 +324,8 @@ def _run(
                 job = inflight.pop(future)
                 result, attempts[job.index] = future.result()
                 results[job.index] = result
-                if stopped is None and isinstance(result, Failure):
-                    stopped = _account_level(result.error)
+                if stopped is None and isinstance(result, Failure) and result.error.ends_batch:
+                    stopped = result.error.one_line()
                 meter.update(result)
     except KeyboardInterrupt:
         interrupted = True
@@ -667,15 +343,6 @@ def _run(
             r = Failure(items[i], plan.question, error, plan.model)
         final.append(r)
     return final, attempts, interrupted, stopped, time.perf_counter() - started
-
-
-def _account_level(error: QAudioError) -> str | None:
-    """The reason to stop sending, when ``error`` would repeat for every clip."""
-    if isinstance(error, ConfigError) or (
-        isinstance(error, APIError) and error.code in _ACCOUNT_CODES
-    ):
-        return error.one_line()
-    return None
 
 
 def _stop(
@@ -742,7 +409,7 @@ class _Meter:
         self.callback = progress if callable(progress) else None
         self.bar = None
         if progress is True:
-            desc = _short(question, 30) if question else "voice chat"
+            desc = short(question, 30) if question else "voice chat"
             self.bar = _bar_class()(total=total, desc=desc, unit=unit, leave=True)
 
     def update(self, result: Result) -> None:

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._format import short
 from .backends.base import AudioPart, Request, TextPart, Usage
-from .errors import InputError, QAudioError
+from .errors import InputError
 
 __all__ = [
     "MODES",
-    "CacheMissError",
     "CacheMode",
     "CachedAnswer",
     "ResponseCache",
@@ -51,10 +51,6 @@ __all__ = [
 
 MODES = ("auto", "on", "off", "refresh", "replay")
 _VERSION = 1
-
-
-class CacheMissError(QAudioError):
-    """Offline replay was asked for, and the cache holds no answer to this request."""
 
 
 @dataclass(frozen=True)
@@ -151,13 +147,8 @@ def describe_request(request: Request) -> str:
     )
     question = last.text if last else ""
     what = clips or "a follow-up"
-    asked = f' "{_short(question, 60)}"' if question else " (voice chat)"
+    asked = f' "{short(question, 60)}"' if question else " (voice chat)"
     return f"{what} · {request.model} ·{asked}"
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ decoding on first use; remote audio (http(s) and ``oss://`` URLs) is passed thro
 service untouched and never downloaded into the kernel unless a backend needs bytes.
 ``clip[80:110]`` gives a new clip limited to that window (seconds, relative to the clip).
 
-Sources understood by :func:`resolve_sources` (each becomes one clip):
+Sources understood by :meth:`AudioClip.from_source` (each becomes one clip; whether a
+list is several clips or a batch is decided in :mod:`qaudio_magic.sources`):
 
 * a path (``str`` or ``os.PathLike``), ``file://``, ``http(s)://``, ``oss://`` or ``data:`` URL
 * ``bytes`` of an encoded file (the format is sniffed; :meth:`AudioClip.from_bytes` takes a hint)
@@ -25,19 +26,20 @@ import os
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ._format import span
 from .errors import AudioDecodeError, AudioTooLargeError, InputError, SourceError
 
 if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
     from . import _codec
     from ._codec import AudioInfo
 
-__all__ = ["AudioClip", "AudioSourceLike", "parse_time", "resolve_sources"]
+__all__ = ["AudioClip", "AudioSourceLike", "is_audio_object", "is_sample_pair", "parse_time"]
 
 MAX_SOURCE_BYTES = 1 << 30  # 1 GiB: refuse absurd files from their size, before reading them
 
@@ -69,11 +71,13 @@ class AudioClip:
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_source(cls, source: object, *, name: str | None = None) -> AudioClip:
-        """Resolve one source (path, URL, bytes, widget, clip, recorder ...) into a clip."""
-        clips = resolve_sources(source)
-        if len(clips) != 1:
-            raise InputError(f"expected one audio source, got {len(clips)}")
-        clip = clips[0]
+        """One source (path, URL, bytes, ``(samples, rate)``, widget, clip, recorder ...) as
+        a clip; see the module docstring for what each type means."""
+        if isinstance(source, (list, tuple)) and not is_sample_pair(source):
+            if len(source) != 1:
+                raise InputError(f"expected one audio source, got {len(source)}")
+            source = source[0]
+        clip = _one(source)
         return clip._derive(name=name) if name else clip
 
     @classmethod
@@ -120,7 +124,8 @@ class AudioClip:
     def path(self) -> Path | None:
         return Path(self.location) if self.kind == "path" and self.location else None
 
-    def _src(self) -> _codec.Source:
+    def source(self) -> _codec.Source:
+        """What the decoder reads: the file's path, or the encoded bytes held in memory."""
         if self.path is not None:
             return self.path
         if self.payload is not None:
@@ -137,7 +142,7 @@ class AudioClip:
         return _file_fact(
             self.path,
             "info",
-            lambda: _codec.probe(self._src(), name=self.name, fmt=self.format_hint),
+            lambda: _codec.probe(self.source(), name=self.name, fmt=self.format_hint),
         )
 
     def decode(self, start: float = 0.0, end: float | None = None) -> Any:
@@ -145,7 +150,7 @@ class AudioClip:
         from . import _codec
 
         return _codec.decode(
-            self._src(), start=start, end=end, name=self.name, fmt=self.format_hint
+            self.source(), start=start, end=end, name=self.name, fmt=self.format_hint
         )
 
     @cached_property
@@ -232,8 +237,7 @@ class AudioClip:
         """Name plus window and duration, for players, footers and history."""
         text = self.name
         if self.is_windowed:
-            end = "end" if self.end is None else _fmt_time(self.end)
-            text += f" [{_fmt_time(self.start)}–{end}]"
+            text += f" [{span(self.start, self.end)}]"
         dur = self.duration if not self.is_remote else None
         if dur is not None:
             text += f" · {dur:.1f} s"
@@ -305,11 +309,6 @@ def parse_time(value: float | int | str) -> float:
             seconds = seconds * 60 + float(part)
         return seconds
     raise InputError(f"not a time: {value!r} (use seconds, m:ss or h:mm:ss)")
-
-
-def _fmt_time(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes)}:{secs:05.2f}".replace(".00", "") if minutes else f"{secs:g}s"
 
 
 def _url_name(url: str) -> str:
@@ -420,6 +419,31 @@ def _is_ipython_audio(obj: object) -> bool:
     return cls.__name__ == "Audio" and cls.__module__.startswith("IPython.")
 
 
+def _is_widget_audio(obj: object) -> bool:
+    return type(obj).__name__ == "Audio" and hasattr(obj, "format") and hasattr(obj, "value")
+
+
+def _is_array(obj: object) -> bool:
+    return hasattr(obj, "__array__") or type(obj).__name__ in ("ndarray", "Tensor")
+
+
+def is_audio_object(value: object) -> bool:
+    """Whether ``value`` is one piece of audio by its type alone: bytes, a clip, a recorder
+    or player, an IPython or ipywidgets ``Audio``, an array, or a ``(samples, rate)`` pair.
+
+    Strings and paths are not decided here: a path may name a directory or a pattern
+    (see :func:`qaudio_magic.sources.is_many`).
+    """
+    return (
+        isinstance(value, (bytes, bytearray, memoryview, AudioClip, AudioSourceLike))
+        or _is_ipython_audio(value)
+        or _is_widget_audio(value)
+        or _is_array(value)
+        or is_sample_pair(value)
+        or hasattr(value, "dtype")
+    )
+
+
 def _as_rate(rate: object, name: str) -> int:
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not float(rate) > 0:
         raise InputError(f"{name}: the sample rate must be a positive number, got {rate!r}")
@@ -464,7 +488,7 @@ def _as_pcm(array: Any, name: str) -> Any:
     return data
 
 
-def _from_pair(pair: tuple[Any, Any] | list[Any]) -> AudioClip:
+def _from_pair(pair: Any) -> AudioClip:
     return AudioClip.from_array(pair[0], pair[1])
 
 
@@ -473,7 +497,7 @@ def _one(source: object) -> AudioClip:
         return source
     if isinstance(source, AudioSourceLike):
         return source._as_audio_clip_()
-    if isinstance(source, (tuple, list)) and _is_scalar_sequence(source):
+    if is_sample_pair(source):
         return _from_pair(source)
     if isinstance(source, os.PathLike):
         return _from_path(Path(os.fspath(source)), os.fspath(source))
@@ -486,9 +510,9 @@ def _one(source: object) -> AudioClip:
         return AudioClip(name=f"bytes ({len(payload) // 1024} KB)", kind="bytes", payload=payload)
     if _is_ipython_audio(source):
         return _from_ipython_audio(source)
-    if type(source).__name__ == "Audio" and hasattr(source, "format") and hasattr(source, "value"):
+    if _is_widget_audio(source):
         return _from_widget(source)
-    if hasattr(source, "__array__") or type(source).__name__ in ("ndarray", "Tensor"):
+    if _is_array(source):
         raise InputError(
             f"a {type(source).__name__} of samples needs its sample rate: "
             "pass (array, rate) or AudioClip.from_array(array, rate)"
@@ -499,30 +523,13 @@ def _one(source: object) -> AudioClip:
     )
 
 
-def resolve_sources(sources: object) -> list[AudioClip]:
-    """Turn one source or a list of sources into clips, failing on the first bad one."""
-    if sources is None:
-        return []
-    if isinstance(sources, (list, tuple)) and not _is_scalar_sequence(sources):
-        return [_one(s) for s in sources]
-    if (
-        isinstance(sources, Iterable)
-        and not isinstance(sources, (str, bytes, bytearray, memoryview, os.PathLike, tuple, list))
-        and not isinstance(sources, (AudioClip, AudioSourceLike))
-        and not hasattr(sources, "value")
-        and not hasattr(sources, "__array__")
-    ):
-        return [_one(s) for s in sources]
-    return [_one(sources)]
-
-
-def _is_scalar_sequence(value: tuple[Any, ...] | list[Any]) -> bool:
+def is_sample_pair(value: object) -> bool:
     """True for a sequence that is one source: ``(samples, rate)``.
 
     Samples are an array (anything with ``__array__``/``shape``) or a flat list of numbers;
     the rate is a number. ``("a.wav", "b.wav")`` stays two sources.
     """
-    if len(value) != 2:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
         return False
     samples, rate = value
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):

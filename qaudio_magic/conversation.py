@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backends.base import Usage
-from .clip import AudioClip, resolve_sources
+from .clip import AudioClip
 from .errors import InputError
 
 __all__ = ["Conversation", "Conversations", "Turn", "estimate_text_tokens"]
@@ -77,9 +77,9 @@ def _restore_clip(item: dict[str, Any]) -> list[AudioClip]:
         raise InputError(
             f"{item.get('name')}: this clip was held in memory and is not in the export"
         )
-    clips = resolve_sources(location)
+    clip = AudioClip.from_source(location)
     window = item.get("window")
-    return [c.window_of(window[0], window[1]) if window else c for c in clips]
+    return [clip.window_of(window[0], window[1]) if window else clip]
 
 
 class Conversation:

@@ -9,10 +9,13 @@
     │   └── MissingKeyError         no API key; raised before any request is sent
     ├── APIError                    the service answered with an error (status, code, request id)
     ├── TransportError              the service could not be reached, or the connection broke
+    ├── CacheMissError              offline replay, and the response cache has no answer
     └── Interrupted                 the user pressed Ctrl-C; partial text is kept, history unchanged
 
 In a magic, any ``QAudioError`` prints as one line (no traceback); in Python code it
-propagates normally. Messages never contain the API key: they pass through
+propagates normally. Each error also says what a batch should do with it:
+:attr:`QAudioError.ends_batch` is true for errors that would repeat for every remaining
+item (no key, a spent quota), so a batch stops sending instead of failing 400 times. Messages never contain the API key: they pass through
 :func:`qaudio_magic._secret.scrub` on the way in.
 """
 
@@ -24,6 +27,7 @@ __all__ = [
     "APIError",
     "AudioDecodeError",
     "AudioTooLargeError",
+    "CacheMissError",
     "ConfigError",
     "InputError",
     "Interrupted",
@@ -38,6 +42,7 @@ class QAudioError(Exception):
     """Base of every qaudio_magic error; ``str()`` is a single line for the user."""
 
     hint: str | None = None
+    ends_batch = False  # would every other item of a batch fail the same way?
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         message = scrub(" ".join(str(message).split()))
@@ -68,7 +73,9 @@ class AudioTooLargeError(InputError):
 
 
 class ConfigError(QAudioError):
-    """A setting is missing or invalid."""
+    """A setting is missing or invalid (the same for every item of a batch)."""
+
+    ends_batch = True
 
 
 class MissingKeyError(ConfigError):
@@ -85,20 +92,21 @@ class TransportError(QAudioError):
     request_id: str | None = None
 
 
-# Codes that never succeed on a retry, whatever their HTTP status says.
-_FINAL_CODES = frozenset(
+# Codes about the account or the model: they would repeat for every item of a batch.
+_ACCOUNT_CODES = frozenset(
     {
         "InvalidApiKey",
+        "Arrearage",
         "AllocationQuota.FreeTierOnly",
         "Throttling.AllocationQuota",
-        "DataInspectionFailed",
-        "Arrearage",
-        "InvalidParameter",
         "AccessDenied",
         "Model.AccessDenied",
         "ModelNotFound",
     }
 )
+# Codes that never succeed on a retry, whatever their HTTP status says: the account codes
+# plus those about one request's content.
+_FINAL_CODES = _ACCOUNT_CODES | {"DataInspectionFailed", "InvalidParameter"}
 
 _HINTS = {
     "InvalidApiKey": "set DASHSCOPE_API_KEY or run `%qaudio key`",
@@ -145,6 +153,15 @@ class APIError(QAudioError):
         if self.code in _FINAL_CODES or self.code.startswith("BadRequest"):
             return False
         return self.status == 429 or self.status >= 500
+
+    @property
+    def ends_batch(self) -> bool:  # type: ignore[override]
+        """Whether the error is about the account or model, not this one request."""
+        return self.code in _ACCOUNT_CODES
+
+
+class CacheMissError(QAudioError):
+    """Offline replay was asked for, and the cache holds no answer to this request."""
 
 
 class Interrupted(QAudioError):

@@ -33,20 +33,29 @@ import numpy as np
 import traitlets
 
 from . import _codec
+from ._format import seconds, span
 from .clip import AudioClip
 from .errors import AudioDecodeError, InputError
-from .segments import Segment, find_segments, format_time
+from .segments import Segment, find_segments
 
 if TYPE_CHECKING:
-    from ._prepare import PreparedAudio
+    from .backends.base import PreparedAudio
 
-__all__ = ["BINS", "MAX_INLINE_BYTES", "Player", "compute_peaks", "selected_player"]
+__all__ = [
+    "BINS",
+    "MAX_INLINE_BYTES",
+    "Player",
+    "browser_mime",
+    "compute_peaks",
+    "selected_player",
+]
 
 BINS = 2000  # waveform columns sent to the browser (min and max, one byte each)
 MAX_INLINE_BYTES = 64 * 1024 * 1024  # audio bigger than this is re-encoded before sending
 _STATIC = Path(__file__).parent / "static"
 
-# (container, codec) pairs every current browser plays; the rest is re-encoded to WAV/Opus.
+# What the browser gets, decided here only: (container, codec) pairs every current browser
+# plays are sent as they are; the rest is re-encoded (16 kHz WAV, or Opus when that is too big).
 _BROWSER: dict[tuple[str, str], str] = {
     **{("wav", c): "audio/wav" for c in ("pcm_s16le", "pcm_u8", "pcm_s24le", "pcm_f32le")},
     ("mp3", "mp3"): "audio/mpeg",
@@ -58,6 +67,13 @@ _BROWSER: dict[tuple[str, str], str] = {
     ("matroska", "opus"): "audio/webm",
     ("matroska", "vorbis"): "audio/webm",
 }
+# The codec inside audio the kernel re-encoded (``Limits.transcode_format``) for a model.
+_TRANSCODED = {"wav": "pcm_s16le", "mp3": "mp3", "flac": "flac"}
+
+
+def browser_mime(container: str, codec: str) -> str | None:
+    """The MIME type browsers play ``codec`` in ``container`` as, or None if they cannot."""
+    return _BROWSER.get((container, codec))
 
 
 # ---------------------------------------------------------------------- peaks
@@ -166,7 +182,7 @@ def _window_blocks(
 def _clip_peaks(clip: AudioClip) -> tuple[bytes, float, _codec.DecodeLog]:
     """One decode pass over the clip's window at its native rate: peaks, seconds, format."""
     log = _codec.DecodeLog()
-    stream = _codec.iter_pcm(clip._src(), name=clip.name, rate=None, mono=True, log=log)
+    stream = _codec.iter_pcm(clip.source(), name=clip.name, rate=None, mono=True, log=log)
     first = next(stream, None)
     if first is None:
         raise AudioDecodeError(f"{clip.name}: no audio could be decoded (empty or corrupt stream)")
@@ -208,35 +224,56 @@ def _audio_model(
 
 def _browser_audio(clip: AudioClip, log: _codec.DecodeLog, seconds: float) -> tuple[bytes, str]:
     """Bytes a browser plays for the clip's window: the file itself when possible."""
-    mime = _BROWSER.get((log.container, log.codec))
+    mime = browser_mime(log.container, log.codec)
     if mime and not clip.is_windowed:
         size = clip.path.stat().st_size if clip.path is not None else len(clip.payload or b"")
         if size <= MAX_INLINE_BYTES:
             return clip.read_bytes(), mime
-    return _reencode(clip, seconds)
+    return _reencode(clip, clip.start, clip.end, seconds)
 
 
-def _reencode(clip: AudioClip, seconds: float) -> tuple[bytes, str]:
-    """16 kHz mono WAV (exact, fast) or, when that would be too big, Opus in WebM."""
+def _sent_audio(prepared: PreparedAudio) -> tuple[bytes, str]:
+    """Bytes a browser plays for what was sent: as sent when browsers play it, else
+    re-encoded. Either way it is the window the model heard, not the whole source."""
+    if prepared.data is not None:
+        if prepared.transcoded:
+            codec = _TRANSCODED.get(prepared.format, "")
+        else:
+            codec = prepared.clip.info.codec if prepared.clip.info else ""
+        mime = browser_mime(prepared.format, codec)
+        if mime:
+            return prepared.data, mime
+    seconds = prepared.seconds or 0.0
+    return _reencode(prepared.clip, prepared.start, prepared.end, seconds, pcm=prepared.pcm)
+
+
+def _reencode(
+    clip: AudioClip, start: float, end: float | None, seconds: float, pcm: np.ndarray | None = None
+) -> tuple[bytes, str]:
+    """16 kHz mono WAV (exact, fast) or, when that would be too big, Opus in WebM.
+
+    ``pcm``: the window's 16 kHz samples when they are already decoded.
+    """
     rate = _codec.TARGET_RATE
     if seconds * rate * 2 + 44 <= MAX_INLINE_BYTES:
-        pcm = _codec.decode(clip._src(), start=clip.start, end=clip.end, name=clip.name)
+        if pcm is None:
+            pcm = _codec.decode(clip.source(), start=start, end=end, name=clip.name)
         return _codec.encode(pcm, rate, "wav"), "audio/wav"
-    return _opus(clip), "audio/webm"
+    return _opus(clip, start, end), "audio/webm"
 
 
-def _opus(clip: AudioClip) -> bytes:
+def _opus(clip: AudioClip, start: float, end: float | None) -> bytes:
     """Streamed Opus encode (24 kb/s): bounded memory for clips of any length."""
     import io
 
     import av
 
-    blocks = _codec.iter_pcm(clip._src(), name=clip.name, rate=_codec.TARGET_RATE)
+    blocks = _codec.iter_pcm(clip.source(), name=clip.name, rate=_codec.TARGET_RATE)
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="webm") as out:
         stream = out.add_stream("libopus", rate=_codec.TARGET_RATE, layout="mono")
         stream.bit_rate = 24_000
-        for x in _window_blocks(blocks, clip.start, clip.end, rate=_codec.TARGET_RATE):
+        for x in _window_blocks(blocks, start, end, rate=_codec.TARGET_RATE):
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(x[None, :]), format="flt", layout="mono"
             )
@@ -279,25 +316,23 @@ def _media_for_clip(clip: AudioClip) -> _Media:
 def _media_for_prepared(prepared: PreparedAudio) -> _Media:
     """What was sent (the window, cut to the model's limit) is what the player plays.
 
-    The bytes come from the view's ``_playable`` (as sent when a browser plays them, else
-    16 kHz WAV); the peaks from decoding exactly those bytes. Both are kept with the shared
-    audio model, so asking about the same clip again decodes and sends nothing.
+    The bytes come from :func:`_sent_audio`; the peaks from decoding exactly those bytes.
+    Both are kept with the shared audio model, so asking about the same clip again decodes
+    and sends nothing.
     """
-    from .view import _playable, _sent_label
-
     clip = prepared.clip
-    label = _sent_label(prepared)
+    label = prepared.label
     if prepared.data is None and prepared.pcm is None:
         return _remote_media(clip, prepared.url or "", prepared.start, prepared.seconds, label)
 
     def build() -> tuple[bytes, str, tuple[bytes, float]]:
-        data, fmt = _playable(prepared)
+        data, mime = _sent_audio(prepared)
         log = _codec.DecodeLog()
         blocks = _codec.iter_pcm(data, name=clip.name, rate=None, log=log)
         first = next(blocks, None)
         if first is None:
             raise AudioDecodeError(f"{clip.name}: no audio could be decoded")
-        return data, f"audio/{fmt}", compute_peaks(_chain(first, blocks), log.rate)
+        return data, mime, compute_peaks(_chain(first, blocks), log.rate)
 
     key = ("sent", clip.sha256, prepared.start, prepared.seconds, prepared.format)
     audio = _audio_model(key, build)
@@ -324,7 +359,7 @@ def _clip_label(clip: AudioClip, seconds: float) -> str:
     """Like ``clip.label()`` but from the decoded length (no second decode for a probe)."""
     text = clip.name
     if clip.is_windowed:
-        text += f" [{format_time(clip.start)}–{format_time(clip.start + seconds)}]"
+        text += f" [{span(clip.start, clip.start + seconds)}]"
     return f"{text} · {seconds:.1f} s"
 
 
@@ -487,8 +522,7 @@ def _as_segment(item: object, offset: float) -> Segment:
         raise traitlets.TraitError(f"a segment is (start, end) in seconds, got {item!r}") from None
     if lo < 0 or (hi is not None and hi <= lo):
         raise traitlets.TraitError(f"a segment must have 0 <= start < end, got {item!r}")
-    text = format_time(lo) if hi is None else f"{format_time(lo)}–{format_time(hi)}"
-    return Segment(lo, hi, text, offset)
+    return Segment(lo, hi, seconds(lo) if hi is None else span(lo, hi), offset)
 
 
 def selected_player() -> Player:

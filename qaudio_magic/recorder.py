@@ -36,7 +36,8 @@ from typing import Any
 import ipywidgets as widgets
 from ipywidgets.widgets.trait_types import CByteMemoryView
 
-from .clip import AudioClip, resolve_sources
+from . import _format
+from .clip import AudioClip
 from .errors import InputError, QAudioError
 
 __all__ = ["MESSAGE_LIMIT_BYTES", "Recorder"]
@@ -225,12 +226,8 @@ class Recorder:
 
     def add(self, source: object, *, label: str | None = None) -> AudioClip:
         """Make a take from any audio source (path, bytes ...), as the upload control does."""
-        clips = resolve_sources(source)
-        if len(clips) != 1:
-            raise InputError(f"{self.name}: add one source at a time, got {len(clips)}")
-        clip = self._add_take(
-            clips[0].read_bytes(), label=label or clips[0].name, mime=clips[0].mime_hint
-        )
+        given = AudioClip.from_source(source)  # one source: a list of two is refused
+        clip = self._add_take(given.read_bytes(), label=label or given.name, mime=given.mime_hint)
         self._show_player(clip)
         return clip
 
@@ -293,7 +290,7 @@ class Recorder:
         if self._closed:
             return
         seconds = attempt.stopped - attempt.started
-        why = f" at the {_span(self._cap())} limit" if limit_hit else ""
+        why = f" at the {_format.seconds(self._cap())} limit" if limit_hit else ""
         self._set_status(f"■ Stopped{why} after {seconds:.1f} s — receiving the take…")
         timer = threading.Timer(self.arrival_timeout, self._check_arrival, args=(attempt,))
         timer.daemon = True
@@ -343,7 +340,7 @@ class Recorder:
             if attempt is not None:
                 attempt.arrived = True
             limit_hit = attempt is not None and attempt.limit_hit
-        cap = f" (stopped at the {_span(self._cap())} limit)" if limit_hit else ""
+        cap = f" (stopped at the {_format.seconds(self._cap())} limit)" if limit_hit else ""
         clip = self._take_or_report(data, label="recording", mime=f"audio/{self.format}", note=cap)
         if clip is not None and attempt is not None and attempt.stopped is not None:
             # measured bit rate: keeps the next take's cap under the message limit
@@ -415,13 +412,13 @@ class Recorder:
             self._set_status(f"⚠ {self._problem}", error=True)
         else:
             self._set_status(
-                f"Press Record, speak, then Stop (at most {_span(self._cap())} a take)."
+                f"Press Record, speak, then Stop (at most {_format.seconds(self._cap())} a take)."
             )
 
     def _show_recording(self, attempt: _Attempt) -> None:
         elapsed = time.monotonic() - attempt.started
         self._set_status(
-            f"● Recording… {_mmss(elapsed)} — press Stop (stops by itself at {_span(self._cap())})"
+            f"● Recording… {_format.clock(int(elapsed))} — press Stop (stops by itself at {_format.seconds(self._cap())})"
         )
 
     def _set_status(self, text: str, *, error: bool = False, escape: bool = True) -> None:
@@ -430,13 +427,14 @@ class Recorder:
         self._status.value = f'<span style="{color}">{body}</span>'
 
 
-_PLAYER_FORMATS = {"mp3": "mpeg", "matroska": "webm", "mov": "mp4", "ogg": "ogg", "wav": "wav"}
-
-
 def _player_format(clip: AudioClip, default: str) -> str:
     """The Audio widget's ``format`` (its blob's MIME subtype) for a take, from decoding."""
-    container = clip.info.container if clip.info else ""
-    return _PLAYER_FORMATS.get(container, container or default)
+    from .player import browser_mime
+
+    info = clip.info
+    container = info.container if info else ""
+    mime = browser_mime(container, info.codec) if info else None
+    return mime.split("/", 1)[1] if mime else container or default
 
 
 def _in_vscode() -> bool:
@@ -455,16 +453,6 @@ def _positive(name: str, seconds: float) -> float:
     if not seconds > 0:
         raise InputError(f"{name}: max_seconds must be positive, got {seconds}")
     return float(seconds)
-
-
-def _mmss(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"
-
-
-def _span(seconds: float) -> str:
-    """A limit for people: ``5:00`` for minutes, ``1.5 s`` below one."""
-    return _mmss(seconds) if seconds >= 60 else f"{round(seconds, 1):g} s"
 
 
 def _small(text: str) -> str:

@@ -108,8 +108,10 @@ def region_of(host: str) -> Region | None:
 def key_hint(host: str) -> str:
     """What to check after ``InvalidApiKey``: keys belong to one region (and account)."""
     region = region_of(host)
-    where = f"the {region.name} region ({region.id})" if region else f"the region of {host}"
+    where = (
+        f"is a {region.name} ({region.id}) key" if region else f"belongs to the region of {host}"
+    )
     return (
-        f"API keys are per region: check that the key belongs to {where}, or pick the key's "
-        "region with %config QAudioMagic.region = '…' (cn-beijing, ap-southeast-1, …)"
+        f"API keys are per region: check that the key {where}, or set "
+        "%config QAudioMagic.region to the key's region (cn-beijing, ap-southeast-1, …)"
     )

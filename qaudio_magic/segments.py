@@ -41,7 +41,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .grounding import Grounding
 
-__all__ = ["Segment", "find_segments", "format_time"]
+from ._format import seconds, span
+
+__all__ = ["Segment", "find_segments"]
 
 
 @dataclass(frozen=True)
@@ -77,27 +79,7 @@ class Segment:
 
     def label(self) -> str:
         """Short text for chips and plain-text fallbacks: ``1.53–1.87 s``, ``1:20``."""
-        if self.end is None:
-            return format_time(self.start)
-        if max(self.start, self.end) < 60:
-            return f"{_num(self.start)}–{_num(self.end)} s"
-        return f"{_clock(self.start)}–{_clock(self.end)}"
-
-
-def format_time(seconds: float) -> str:
-    """``1.53 s`` under a minute, ``1:20`` / ``1:02:03.5`` above."""
-    return f"{_num(seconds)} s" if round(seconds, 2) < 60 else _clock(seconds)
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds, 2), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    text = f"{int(secs):02d}" + (_num(secs % 1)[1:] if secs % 1 else "")
-    return f"{hours}:{minutes:02d}:{text}" if hours else f"{minutes}:{text}"
-
-
-def _num(value: float) -> str:
-    return f"{round(value, 2):.2f}".rstrip("0").rstrip(".")
+        return seconds(self.start) if self.end is None else span(self.start, self.end)
 
 
 # ---------------------------------------------------------------------- tokens

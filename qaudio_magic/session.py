@@ -10,87 +10,23 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._secret import Secret
 from .conversation import Conversations
 from .errors import ConfigError, MissingKeyError
-from .models import DEFAULT_MODEL, lookup
+from .models import lookup
+from .settings import Settings
 from .usage import UsageMeter
 
 if TYPE_CHECKING:  # httpx loads with the first backend, not at `%load_ext`
-    from .backends._http import Timeouts
     from .backends.base import Backend
 
-__all__ = ["Session", "Settings", "get_session", "set_session"]
+__all__ = ["Session", "get_session", "set_session"]
 
-REGIONS = {
-    "cn": "https://dashscope.aliyuncs.com/api/v1",
-    "intl": "https://dashscope-intl.aliyuncs.com/api/v1",
-}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything configurable (mirrored by ``%config QAudioMagic.*``); never the key."""
-
-    model: str = DEFAULT_MODEL
-    base_url: str = ""  # "" → $DASHSCOPE_HTTP_BASE_URL → the region's endpoint
-    region: str = "cn"
-    stream: bool = True
-    system: str = ""
-    max_history_turns: int = 20
-    connect_timeout: float = 10.0
-    timeout: float = 60.0  # first byte, and the longest gap between streamed chunks
-    total_timeout: float = 600.0
-    retries: int = 3
-    headers: dict[str, str] = field(default_factory=dict)
-    upload: str = "auto"  # local audio: "auto" temporary upload where offered, "always", "never"
-    concurrency: int = 4  # requests in flight at once in a batch
-    cache: str = "auto"  # response cache: auto | on | off | refresh | replay (see cache.py)
-    cache_dir: str = ""  # "" → the user's cache dir
-    openai_base_url: str = ""  # for openai:MODEL; "" → $OPENAI_BASE_URL
-
-    @property
-    def timeouts(self) -> Timeouts:
-        from .backends._http import Timeouts
-
-        return Timeouts(connect=self.connect_timeout, read=self.timeout, total=self.total_timeout)
-
-    def dashscope_url(self) -> str:
-        """The native API base URL this session talks to."""
-        if self.base_url:
-            return self.base_url.rstrip("/")
-        env = os.environ.get("DASHSCOPE_HTTP_BASE_URL", "").strip()
-        if env:
-            return env.rstrip("/")
-        try:
-            return REGIONS[self.region]
-        except KeyError:
-            raise ConfigError(f"unknown region {self.region!r} (use 'cn' or 'intl')") from None
-
-    def compatible_url(self) -> str:
-        """DashScope's OpenAI-compatible base on the same host: ``…/compatible-mode/v1``."""
-        native = self.dashscope_url()
-        if native.endswith("/api/v1"):
-            return native[: -len("/api/v1")] + "/compatible-mode/v1"
-        parts = urlsplit(native)
-        return f"{parts.scheme}://{parts.netloc}/compatible-mode/v1"
-
-    def openai_url(self) -> str:
-        """The OpenAI-compatible server for ``openai:MODEL`` (setting, then $OPENAI_BASE_URL)."""
-        url = self.openai_base_url.strip() or os.environ.get("OPENAI_BASE_URL", "").strip()
-        if not url:
-            raise ConfigError(
-                "openai:MODEL needs the server's base URL",
-                hint="pass --base-url http://HOST:8000/v1, or `%config QAudioMagic.openai_base_url"
-                " = '…'`, or set OPENAI_BASE_URL",
-            )
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"openai base URL {url!r} must start with http:// or https://")
-        return url.rstrip("/")
+_EMULATOR_KEY = "sk-emulator-offline"  # the real key never goes to the emulator
 
 
 class Session:
@@ -104,6 +40,7 @@ class Session:
         self._backends: dict[tuple[Any, ...], Backend] = {}
         self._lock = threading.Lock()
         self.emulator: Any = None  # a running in-process emulator, when `%qaudio emulator` is on
+        self._before_emulator: tuple[Secret | None, Secret | None, str, str] | None = None
         self.usage = UsageMeter()  # what this session spent, per model (`%qaudio usage`)
 
     # ---------------------------------------------------------------- key
@@ -206,6 +143,38 @@ class Session:
             timeouts=s.timeouts,
         )
 
+    # ---------------------------------------------------------------- emulator
+    def start_emulator(self) -> str:
+        """Talk to a loopback emulator from now on (both DashScope and ``openai:`` routes).
+
+        The keys and URLs in use are kept aside and come back with :meth:`stop_emulator`;
+        the emulator gets a key of its own, so a real key never travels to it.
+        """
+        if self.emulator is None:
+            from .emulator import Emulator
+
+            s = self.settings
+            self._before_emulator = (self._key, self._openai_key, s.base_url, s.openai_base_url)
+            self.emulator = Emulator().start()
+            self.set_key(Secret(_EMULATOR_KEY))
+            self.set_openai_key(Secret(_EMULATOR_KEY))
+        self.configure(
+            base_url=self.emulator.base_url, openai_base_url=self.emulator.openai_base_url
+        )
+        return str(self.emulator.base_url)
+
+    def stop_emulator(self) -> None:
+        """Stop the emulator; the keys and URLs from before it started are used again."""
+        if self.emulator is None:
+            return
+        self.emulator.stop()
+        self.emulator = None
+        key, openai_key, base_url, openai_url = self._before_emulator or (None, None, "", "")
+        self._before_emulator = None
+        self.set_key(key)
+        self.set_openai_key(openai_key)
+        self.configure(base_url=base_url, openai_base_url=openai_url)
+
     def discard_backend(self, backend: Backend) -> None:
         """Close ``backend`` and forget it (an interrupted batch leaves no connection open)."""
         with self._lock:
@@ -224,9 +193,7 @@ class Session:
             backends, self._backends = list(self._backends.values()), {}
         for backend in backends:
             backend.close()
-        if self.emulator is not None:
-            self.emulator.stop()
-            self.emulator = None
+        self.stop_emulator()
 
 
 _session: Session | None = None

@@ -12,28 +12,19 @@ In a terminal the text is printed as it arrives.
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _codec
-from ._prepare import PreparedAudio
 from ._render import bundle
 from .segments import Segment
 
-__all__ = ["AnswerView", "display_mode", "fmt_span", "make_player", "table_bundle"]
+if TYPE_CHECKING:
+    from .backends.base import PreparedAudio
 
-_PLAYABLE = {
-    "wav": "wav",
-    "mp3": "mpeg",
-    "aac": "aac",
-    "mov": "mp4",
-    "ogg": "ogg",
-    "matroska": "webm",
-    "flac": "flac",
-}
+__all__ = ["AnswerView", "display_mode", "make_player"]
+
 _UPDATE_EVERY = 0.05  # seconds between re-renders while streaming (the first is immediate)
 
 
@@ -54,27 +45,7 @@ def make_player(audio: PreparedAudio) -> Any:
     """The waveform player for what was sent (the window, not the whole source)."""
     from .player import Player
 
-    return Player.from_prepared(audio)  # its bytes come from _playable below
-
-
-def _playable(audio: PreparedAudio) -> tuple[bytes, str]:
-    """Bytes a browser can play: as sent when possible, else 16 kHz WAV (AMR, GSM, PCM).
-
-    Either way it is the window that was sent, not the whole source.
-    """
-    codec = (
-        audio.clip.info.codec
-        if audio.data is not None and not audio.transcoded and audio.clip.info
-        else ""
-    )
-    if audio.data is not None and audio.format in _PLAYABLE and codec not in ("gsm_ms", "amr_nb"):
-        return audio.data, _PLAYABLE[audio.format]
-    if audio.pcm is not None:
-        pcm = audio.pcm
-    else:
-        end = None if audio.seconds is None else audio.start + audio.seconds
-        pcm = audio.clip.decode(audio.start, end)
-    return _codec.encode(pcm, _codec.TARGET_RATE, "wav"), "wav"
+    return Player.from_prepared(audio)
 
 
 class AnswerView:
@@ -103,7 +74,7 @@ class AnswerView:
 
     @property
     def clips_line(self) -> str:
-        return ", ".join(_sent_label(a) for a in self.audio)
+        return ", ".join(a.label for a in self.audio)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -201,65 +172,3 @@ class AnswerView:
         if self._handle is not None:
             self._handle.update(data, metadata=md, raw=True)
         self._dirty = False
-
-
-def _sent_label(audio: PreparedAudio) -> str:
-    clip = audio.clip
-    text = clip.name
-    if audio.seconds is not None:
-        if clip.is_windowed or audio.cut_seconds:
-            text += f" [{audio.start:g}–{audio.start + audio.seconds:g} s]"
-        text += f" · {audio.seconds:.1f} s"
-    return text
-
-
-# ---------------------------------------------------------------------- tables
-def fmt_clock(seconds: float) -> str:
-    """``75`` → ``'1:15'``, ``3690`` → ``'1:01:30'``, ``62.5`` → ``'1:02.5'``."""
-    whole = int(seconds)
-    frac = round(seconds - whole, 2)
-    if frac >= 1:
-        whole, frac = whole + 1, 0.0
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    tail = f"{secs:02d}" + (f"{frac:.2f}"[1:].rstrip("0") if frac else "")
-    return f"{hours}:{minutes:02d}:{tail}" if hours else f"{minutes}:{tail}"
-
-
-def fmt_span(start: float, end: float | None) -> str:
-    """A window in absolute clock time, e.g. ``'1:00–1:30'``."""
-    return f"{fmt_clock(start)}–{fmt_clock(end) if end is not None else 'end'}"
-
-
-def table_bundle(
-    title: str,
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    *,
-    notes: Sequence[str] = (),
-    metadata: dict[str, Any] | None = None,
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """A compact table as escaped HTML with an aligned plain-text fallback.
-
-    Cells may hold model output: they are escaped, never rendered as Markdown or HTML.
-    """
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-    plain = [*title.splitlines(), *(f"note: {n}" for n in notes)]
-    plain.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-    plain += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    esc = html.escape
-    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in r) + "</tr>"
-        for r in rows
-    )
-    lines = title.splitlines()
-    parts = [
-        '<div class="qaudio-table">',
-        f"<b>{esc(lines[0])}</b>" if lines else "",
-        *(f"<div><i>{esc(line)}</i></div>" for line in lines[1:]),
-        *(f"<div style='color:var(--jp-warn-color0,#a60)'>{esc(n)}</div>" for n in notes),
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>",
-    ]
-    data = {"text/plain": "\n".join(plain), "text/html": "".join(parts)}
-    return data, {"qaudio": metadata or {}}

@@ -139,7 +139,7 @@ class WindowReader:
             return
         held = _Samples()
         i = 0
-        for block in _codec.iter_pcm(self.clip._src(), name=self.clip.name, rate=rate, mono=True):
+        for block in _codec.iter_pcm(self.clip.source(), name=self.clip.name, rate=rate, mono=True):
             held.push(block[0])
             self.peak_samples = max(self.peak_samples, held.end - held.start)
             while i < len(bounds) and bounds[i][1] <= held.end:

@@ -6,6 +6,7 @@ import functools
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from qaudio_magic._testing import TestingShell
 from qaudio_magic.emulator import Emulator
-from qaudio_magic.session import Session, Settings, set_session
+from qaudio_magic.session import Session, set_session
+from qaudio_magic.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT / "notebooks" / "audio"  # small clips shipped with the repo
@@ -87,20 +89,72 @@ def _no_real_dashscope(
         monkeypatch.delenv("DASHSCOPE_API_KEY")
 
 
+class FolderServer(ThreadingHTTPServer):
+    """A loopback HTTP server over a folder, for URL sources: serves its files, records each
+    request as ``(method, path, headers)`` in ``seen``, and redirects the paths in
+    ``routes`` (path → Location) with a 302. ``url`` names it by ``host`` (``localhost``
+    makes a second "host" on the same machine)."""
+
+    daemon_threads = True
+
+    def __init__(self, folder: Path, host: str = "127.0.0.1") -> None:
+        self.routes: dict[str, str] = {}
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        super().__init__(("127.0.0.1", 0), functools.partial(_FolderHandler, directory=str(folder)))
+        self.url = f"http://{host}:{self.server_address[1]}"
+
+
+class _FolderHandler(SimpleHTTPRequestHandler):
+    server: FolderServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _redirected(self) -> bool:
+        self.server.seen.append((self.command, self.path, dict(self.headers.items())))
+        target = self.server.routes.get(self.path)
+        if target is None:
+            return False
+        self.send_response(302)
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
+
+    def do_HEAD(self) -> None:
+        if not self._redirected():
+            super().do_HEAD()
+
+    def do_GET(self) -> None:
+        if not self._redirected():
+            super().do_GET()
+
+
+@contextmanager
+def serve_folders(folder: Path, *hosts: str) -> Iterator[list[FolderServer]]:
+    """One :class:`FolderServer` over ``folder`` per host name, running until the block ends;
+    they share one request log, so a redirect's hops all show in ``servers[0].seen``."""
+    servers = [FolderServer(folder, host) for host in hosts]
+    for server in servers[1:]:
+        server.seen = servers[0].seen
+    threads = [
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}) for s in servers
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield servers
+    finally:
+        for server, thread in zip(servers, threads, strict=True):
+            server.shutdown()
+            thread.join()
+            server.server_close()
+
+
 @pytest.fixture
 def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A loopback HTTP server over a temporary folder, for URL sources: (base URL, folder)."""
     root = tmp_path / "www"
     root.mkdir()
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serve_folders(root, "127.0.0.1") as (server,):
+        yield server.url, root

@@ -15,10 +15,11 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from qaudio_magic import Answer, ask_audio
-from qaudio_magic.batch import Answers, Failure, is_many
+from qaudio_magic.answer import Answers, Failure
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import Interrupted
 from qaudio_magic.session import Session
+from qaudio_magic.sources import is_many
 
 from ._synth import make_clips
 

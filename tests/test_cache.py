@@ -12,9 +12,9 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from qaudio_magic import Answer, ask_audio
-from qaudio_magic.cache import CacheMissError, ResponseCache, default_dir, resolve_mode
+from qaudio_magic.cache import ResponseCache, default_dir, resolve_mode
 from qaudio_magic.emulator import Emulator
-from qaudio_magic.errors import InputError
+from qaudio_magic.errors import CacheMissError, InputError
 from qaudio_magic.session import Session, get_session
 
 from ._synth import make_clips

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from qaudio_magic import AudioClip
-from qaudio_magic.clip import parse_time, resolve_sources
+from qaudio_magic.clip import parse_time
 from qaudio_magic.errors import AudioDecodeError, InputError, SourceError
+from qaudio_magic.sources import resolve_sources
 
 
 def tone(seconds: float, rate: int, hz: float = 440.0) -> np.ndarray:

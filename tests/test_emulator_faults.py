@@ -32,7 +32,8 @@ from qaudio_magic.emulator.faults import (
     parse_fault,
 )
 from qaudio_magic.errors import APIError, TransportError
-from qaudio_magic.session import Session, Settings, set_session
+from qaudio_magic.session import Session, set_session
+from qaudio_magic.settings import Settings
 
 from .conftest import ROOT, TEST_KEY
 

@@ -20,8 +20,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
-from qaudio_magic.answer import Answer
-from qaudio_magic.batch import Answers, Failure
+from qaudio_magic.answer import Answer, Answers, Failure
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import APIError
 from qaudio_magic.session import get_session

@@ -197,6 +197,7 @@ def test_invalid_key_error_has_code_request_id_and_hint(
         "DashScope error 401 InvalidApiKey: Invalid API-key provided. (request id "
     )
     assert "set DASHSCOPE_API_KEY or run `%qaudio key`" in text
+    assert "API keys are per region: check that the key belongs to the region of 127.0.0.1" in text
     assert "invalid-key-for-test" not in text and "\n" not in text
 
 

@@ -1,4 +1,4 @@
-"""The sliced sockets under every HTTP request (``backends/_net.py``), over TCP and TLS.
+"""The sliced sockets under every HTTP request (``_net.py``), over TCP and TLS.
 
 The real service is reached over https, so slicing must keep TLS intact: big bodies
 both ways arrive byte for byte, a quiet server still times out as configured, a
@@ -23,8 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qaudio_magic.backends._http import interruptible_transport
-from qaudio_magic.backends._net import SlicedStream, sliced_sleep
+from qaudio_magic._net import SlicedStream, interruptible_transport, sliced_sleep
 
 BIG = bytes(range(256)) * 40_000  # 10 MB
 

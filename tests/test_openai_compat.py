@@ -187,19 +187,20 @@ def test_mp3_goes_as_is_with_its_format(ip, vllm: Emulator, audio: Path) -> None
     assert item == {"data": raw, "format": "mp3"}
 
 
-def test_inline_audio_over_the_budget_is_re_encoded_to_fit(
-    ip, emu: Emulator, tmp_path: Path
-) -> None:
+def test_audio_over_the_inline_budget_is_uploaded(ip, emu: Emulator, tmp_path: Path) -> None:
     big = tmp_path / "big_stereo.wav"  # 45 s of 44.1 kHz stereo PCM: 7.9 MB
     with wave.open(str(big), "wb") as w:
         w.setnchannels(2)
         w.setsampwidth(2)
         w.setframerate(44_100)
         w.writeframes(np.zeros(45 * 44_100 * 2, dtype=np.int16).tobytes())
-    ip.run_cell_magic("qaudio", f"{big} -m {OMNI}", "Q")
-    (received,) = chat(emu, COMPATIBLE_CHAT)[-1].audio  # inline is held to 7 MB
-    assert (received.sample_rate, received.channels, received.duration) == (16_000, 1, 45.0)
-    assert received.size < 7_000_000
+    ip.run_cell_magic("qaudio", f"{big} -m {OMNI}", "Q")  # the endpoint has the store
+    request = chat(emu, COMPATIBLE_CHAT)[-1]
+    item = request.json["messages"][0]["content"][0]["input_audio"]
+    assert item["data"].startswith("oss://") and len(emu.upload_requests()) == 1
+    assert request.headers["x-dashscope-ossresourceresolve"] == "enable"
+    (received,) = request.audio  # sent as it is, whole
+    assert (received.sample_rate, received.channels, received.duration) == (44_100, 2, 45.0)
 
 
 def test_oss_url_is_refused_for_other_servers(ip, vllm: Emulator) -> None:
@@ -255,7 +256,8 @@ def test_invalid_key_is_one_line_with_hint(ip, emu: Emulator, audio: Path, monke
         "DashScope compatible mode error 401 invalid_api_key: Incorrect API key provided. "
         "(request id "
     )
-    assert text.endswith("— set DASHSCOPE_API_KEY or run `%qaudio key`")
+    assert "— set DASHSCOPE_API_KEY or run `%qaudio key`; API keys are per region: " in text
+    assert text.endswith("(cn-beijing, ap-southeast-1, …)")
     assert "invalid-omni-key-1234" not in text and "\n" not in text
 
 

@@ -125,7 +125,7 @@ def test_windowed_clip(audio: Path) -> None:
     clip = AudioClip.from_source(audio / WORDS)[1.0:3.0]
     p = Player(clip, text="apple at 0.5 s")
     assert p.duration == pytest.approx(2.0)
-    assert p.label.startswith(WORDS) and "[1 s–3 s]" in p.label
+    assert p.label.startswith(WORDS) and "[1–3 s]" in p.label
     assert bytes(p.audio.value)[:4] == b"RIFF"
     assert len(decode(bytes(p.audio.value))) == 32_000
     (seg,) = p.segments

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from IPython.utils.capture import capture_output
 
-from qaudio_magic import AudioClip, _codec, _prepare, ask_audio
+from qaudio_magic import AudioClip, _codec, _prepare, ask_audio, sources
 from qaudio_magic.emulator import Emulator, ReceivedAudio
 from qaudio_magic.errors import AudioTooLargeError
 from qaudio_magic.models import DASHSCOPE_ACCEPTS
@@ -87,7 +87,7 @@ def test_start_end_send_that_part(ip, emu: Emulator, corpus: Path, window: str) 
     pcm = _codec.decode(item.data)
     assert [round(beep_hz(pcm, t)) for t in (0, 10, 20)] == [1100, 1200, 1300]
     assert answer.notes == ()  # nothing was cut beyond the window asked for
-    assert "long_95s_markers.wav [60–90 s] · 30.0 s" in cap.outputs[0].data["text/plain"]
+    assert "long_95s_markers.wav [1:00–1:30] · 30.0 s" in cap.outputs[0].data["text/plain"]
 
 
 def test_slice_of_a_clip_and_the_player_holds_that_window(
@@ -174,7 +174,7 @@ def test_url_download_is_capped(
 ) -> None:
     base, root = file_server
     (root / "long.mp3").write_bytes((corpus / "long/long_95s_markers_32k.mp3").read_bytes())
-    monkeypatch.setattr(_prepare, "MAX_FETCH_BYTES", 100_000)
+    monkeypatch.setattr(sources, "MAX_FETCH_BYTES", 100_000)
     clip = AudioClip.from_source(f"{base}/long.mp3")
     with pytest.raises(AudioTooLargeError) as err:
         ask_audio(clip[40:50], "Q", display=False)
@@ -194,7 +194,7 @@ def test_dry_run_shows_the_plan_and_sends_nothing(ip, emu: Emulator, corpus: Pat
     text = str(plan)
     assert text.startswith("Dry run: nothing sent.")
     row = text.splitlines()[2].split()
-    assert row == ["long_95s_markers.wav", "60–90", "s", "30.0", "750", "961", "KB", *row[7:]]
+    assert row == ["long_95s_markers.wav", "1:00–1:30", "30.0", "750", "961", "KB", *row[6:]]
     assert "temporary upload, then oss://" in text
     assert plan.tokens == 750 and plan.upload_bytes == 960_044 + 1_000
     html = plan._repr_mimebundle_()["text/html"]

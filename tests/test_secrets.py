@@ -7,16 +7,13 @@ artifact; the keys may appear only in the Authorization header the API hosts rec
 
 from __future__ import annotations
 
-import functools
 import logging
 import pickle
 import re
-import threading
 import traceback
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
@@ -28,7 +25,7 @@ from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import QAudioError
 from qaudio_magic.session import get_session
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, serve_folders
 
 
 def test_a_whole_session_never_shows_the_key(
@@ -106,52 +103,13 @@ KEYS = (TEST_KEY, OPENAI_KEY, TYPED_KEY)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class _Recording(SimpleHTTPRequestHandler):
-    """Serves a folder, records every request's headers; ``/hop`` redirects elsewhere."""
-
-    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
-    elsewhere: ClassVar[str] = ""
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _record(self) -> bool:
-        self.seen.append((self.command, self.path, dict(self.headers.items())))
-        if self.path == "/hop.wav":  # a redirect to another host (another port, by name)
-            self.send_response(302)
-            self.send_header("Location", self.elsewhere + "/speech_en.wav")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return True
-        return False
-
-    def do_HEAD(self) -> None:
-        if not self._record():
-            super().do_HEAD()
-
-    def do_GET(self) -> None:
-        if not self._record():
-            super().do_GET()
-
-
 @pytest.fixture
 def url_servers(audio: Path) -> Iterator[tuple[str, str, list[tuple[str, str, dict[str, str]]]]]:
-    """Two loopback file servers (127.0.0.1 and localhost): URL sources and a redirect target."""
-    handler = functools.partial(_Recording, directory=str(audio))
-    _Recording.seen = []
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(2)]
-    threads = [
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}) for s in servers
-    ]
-    for t in threads:
-        t.start()
-    first = f"http://127.0.0.1:{servers[0].server_address[1]}"
-    _Recording.elsewhere = f"http://localhost:{servers[1].server_address[1]}"
-    yield first, _Recording.elsewhere, _Recording.seen
-    for server, thread in zip(servers, threads, strict=True):
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    """Two loopback file servers (127.0.0.1 and localhost): URL sources, and ``/hop.wav``
+    redirecting to the other host; yields both base URLs and the first one's request log."""
+    with serve_folders(audio, "127.0.0.1", "localhost") as (first, other):
+        first.routes["/hop.wav"] = other.url + "/speech_en.wav"
+        yield first.url, other.url, first.seen
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from qaudio_magic.segments import Segment, find_segments, format_time
+from qaudio_magic._format import seconds as format_time
+from qaudio_magic.segments import Segment, find_segments
 
 P = None  # a point in time: the segment has no end
 

@@ -18,7 +18,8 @@ from IPython.core.error import UsageError
 from qaudio_magic.backends._http import Timeouts
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.magic import QAudioMagic
-from qaudio_magic.session import Settings, get_session
+from qaudio_magic.session import get_session
+from qaudio_magic.settings import Settings
 
 from ._leaks import assert_no_leaks, client_sockets, our_threads
 

@@ -8,28 +8,25 @@ fine, simply works.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
-import threading
 import time
 import tracemalloc
 import urllib.parse
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from IPython.core.error import UsageError
 
 from qaudio_magic import ask_audio
-from qaudio_magic.answer import Answer
-from qaudio_magic.batch import Answers, Failure
+from qaudio_magic.answer import Answer, Answers, Failure
 from qaudio_magic.clip import MAX_SOURCE_BYTES
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import AudioTooLargeError, InputError, SourceError
 from qaudio_magic.session import Session, get_session
+
+from .conftest import FolderServer, serve_folders
 
 QUICK = 2.0  # seconds: "refused from its size", not after reading it
 
@@ -117,64 +114,23 @@ def test_a_thousand_sources_as_a_batch_are_answered(ip, emu: Emulator, audio: Pa
 
 
 # ---------------------------------------------------------------------- hostile redirects
-class _Redirecting(SimpleHTTPRequestHandler):
-    """Serves the audio folder; ``/r/NAME`` redirects as ROUTES says; records what it got."""
-
-    routes: ClassVar[dict[str, str]] = {}
-    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _redirect(self) -> bool:
-        self.seen.append((self.command, self.path, dict(self.headers.items())))
-        target = self.routes.get(self.path)
-        if target is None:
-            return False
-        self.send_response(302)
-        self.send_header("Location", target)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        return True
-
-    def do_HEAD(self) -> None:
-        if not self._redirect():
-            super().do_HEAD()
-
-    def do_GET(self) -> None:
-        if not self._redirect():
-            super().do_GET()
-
-
 @pytest.fixture
-def redirects(audio: Path) -> Iterator[tuple[str, str]]:
-    """(base URL, the other host's base URL): two loopback servers, one named localhost."""
-    servers = [
-        ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Redirecting, directory=str(audio)))
-        for _ in range(2)
-    ]
-    threads = [
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}) for s in servers
-    ]
-    for t in threads:
-        t.start()
-    base = f"http://127.0.0.1:{servers[0].server_address[1]}"
-    other = f"http://localhost:{servers[1].server_address[1]}"
-    _Redirecting.seen = []
-    _Redirecting.routes = {
-        "/r/file.wav": "file:///etc/passwd",
-        "/r/ftp.wav": "ftp://127.0.0.1/speech_en.wav",
-        "/r/data.wav": "data:;base64,UklGRg==",
-        "/r/js.wav": "javascript:alert(1)",
-        "/r/loop.wav": "/r/loop.wav",
-        "/r/hop.wav": "/r/hop2.wav",
-        "/r/hop2.wav": f"{other}/speech_en.wav",  # another host, after a relative hop
-    }
-    yield base, other
-    for server, thread in zip(servers, threads, strict=True):
-        server.shutdown()
-        thread.join()
-        server.server_close()
+def redirects(audio: Path) -> Iterator[tuple[str, str, FolderServer]]:
+    """(base URL, the other host's base URL, the first server): two loopback servers, one
+    named localhost; ``/r/NAME`` redirects as below."""
+    with serve_folders(audio, "127.0.0.1", "localhost") as (first, other):
+        first.routes.update(
+            {
+                "/r/file.wav": "file:///etc/passwd",
+                "/r/ftp.wav": "ftp://127.0.0.1/speech_en.wav",
+                "/r/data.wav": "data:;base64,UklGRg==",
+                "/r/js.wav": "javascript:alert(1)",
+                "/r/loop.wav": "/r/loop.wav",
+                "/r/hop.wav": "/r/hop2.wav",
+                "/r/hop2.wav": f"{other.url}/speech_en.wav",  # another host, after a relative hop
+            }
+        )
+        yield first.url, other.url, first
 
 
 @pytest.mark.parametrize("window", ["", "--start 0 --end 2"], ids=["checked", "downloaded"])
@@ -188,9 +144,9 @@ def redirects(audio: Path) -> Iterator[tuple[str, str]]:
     ],
 )
 def test_redirects_to_other_schemes_are_refused(
-    ip, emu: Emulator, redirects: tuple[str, str], name: str, target: str, window: str
+    ip, emu: Emulator, redirects: tuple[str, str, FolderServer], name: str, target: str, window: str
 ) -> None:
-    base, _ = redirects
+    base, _, _ = redirects
     url = f"{base}/r/{name}.wav"
     with pytest.raises(UsageError) as err:
         ip.run_cell_magic("qaudio", f"{url} {window}", "Q")
@@ -201,17 +157,19 @@ def test_redirects_to_other_schemes_are_refused(
 
 
 @pytest.mark.parametrize("window", ["", "--start 0 --end 2"], ids=["checked", "downloaded"])
-def test_redirect_loops_end(ip, emu: Emulator, redirects: tuple[str, str], window: str) -> None:
-    base, _ = redirects
+def test_redirect_loops_end(
+    ip, emu: Emulator, redirects: tuple[str, str, FolderServer], window: str
+) -> None:
+    base, _, _ = redirects
     with pytest.raises(UsageError, match=r"/r/loop\.wav: more than 5 redirects$"):
         ip.run_cell_magic("qaudio", f"{base}/r/loop.wav {window}", "Q")
     assert emu.requests == []
 
 
 def test_a_redirect_to_another_host_is_followed_without_credentials(
-    ip, emu: Emulator, redirects: tuple[str, str]
+    ip, emu: Emulator, redirects: tuple[str, str, FolderServer]
 ) -> None:
-    base, other = redirects
+    base, other, server = redirects
     url = f"{base}/r/hop.wav"
     answer = ip.run_cell_magic("qaudio", url, "Checked through two hops")
     assert isinstance(answer, Answer)
@@ -221,10 +179,10 @@ def test_a_redirect_to_another_host_is_followed_without_credentials(
     }
     window = ip.run_cell_magic("qaudio", f"{url} --start 0 --end 2", "Downloaded, a window")
     assert "1 audio clip (2.00 s)" in window.text
-    hosts = [(m, h.get("Host", "")) for m, _, h in _Redirecting.seen]
+    hosts = [(m, h.get("Host", "")) for m, _, h in server.seen]
     assert ("HEAD", other.removeprefix("http://")) in hosts
     assert ("GET", other.removeprefix("http://")) in hosts
-    for _, _, headers in _Redirecting.seen:
+    for _, _, headers in server.seen:
         assert not {"Authorization", "Cookie"} & set(headers), headers
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from qaudio_magic import Answer, AudioClip, ask_audio
-from qaudio_magic.batch import Answers
+from qaudio_magic.answer import Answers
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import InputError
 from qaudio_magic.models import lookup
@@ -87,7 +87,7 @@ def test_95_s_clip_in_30_s_windows_with_absolute_times(
         beeps.setdefault(round(len(pcm) / 16_000), []).append(dominant_hz(pcm[:1600]))
     assert sorted(beeps[30]) == [500.0, 800.0, 1100.0] and beeps[5] == [1400.0]
     frame = answers.to_pandas()
-    assert frame["window"].tolist() == ["0:00–0:30", "0:30–1:00", "1:00–1:30", "1:30–1:35"]
+    assert frame["window"].tolist() == ["0–30 s", "0:30–1:00", "1:00–1:30", "1:30–1:35"]
     assert frame["start"].tolist() == [0, 30, 60, 90] and frame["end"].tolist() == [30, 60, 90, 95]
 
 
@@ -99,9 +99,9 @@ def test_magic_windows_with_overlap_shows_a_timeline(ip, emu: Emulator, corpus: 
     assert text.startswith("Timeline — 4 windows · 4 answered")
     lines = text.splitlines()
     assert lines[2].split()[:3] == ["#", "time", "answer"]
-    assert [line.split()[1] for line in lines[3:]] == [
-        "0:00–0:30",
-        "0:25–0:55",
+    assert [re.match(r"\d+\s+(.+?)\s{2}", line).group(1) for line in lines[3:]] == [
+        "0–30 s",
+        "25–55 s",
         "0:50–1:20",
         "1:15–1:35",
     ]

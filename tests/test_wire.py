@@ -43,7 +43,7 @@ def _offline_url_check(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         checked.append(url)
         return ()
 
-    monkeypatch.setattr("qaudio_magic._prepare._check_url", check)
+    monkeypatch.setattr("qaudio_magic._prepare.check_url", check)
     return checked
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import ipaddress
 import json
 import os
 import socket
@@ -28,8 +27,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .. import __version__
+from .._net import interruptible_transport
 from .._secret import Secret
+from .._version import __version__
 from ..errors import APIError, TransportError
 from ._sse import looks_like_sse, parse_events
 
@@ -38,7 +38,6 @@ __all__ = [
     "Timeouts",
     "abort_connections",
     "error_from_response",
-    "interruptible_transport",
     "make_client",
     "retry_after",
     "too_late",
@@ -114,22 +113,6 @@ def abort_connections(client: httpx.Client) -> None:
                 pass
 
 
-def interruptible_transport(**kwargs: Any) -> httpx.HTTPTransport:
-    """httpx's transport, its sockets waiting in 0.1 s slices so that Ctrl-C stops a
-    request within a slice however it is delivered (see ``_net.py``).
-
-    httpx takes no network backend, so it is set on the httpcore pool it builds; should
-    that pool ever look different, the transport is returned as httpx made it.
-    """
-    from ._net import SlicedBackend
-
-    transport = httpx.HTTPTransport(**kwargs)
-    pool = getattr(transport, "_pool", None)
-    if pool is not None and hasattr(pool, "_network_backend"):
-        pool._network_backend = SlicedBackend()
-    return transport
-
-
 class HTTPBackend:
     """What the HTTP backends share: a base URL, timeouts, extra headers and one
     keep-alive client, closed by ``close`` and broken off (Ctrl-C) by ``abort``."""
@@ -153,17 +136,6 @@ class HTTPBackend:
     def abort(self) -> None:
         """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
         abort_connections(self._client)
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` points at this machine (the emulator, a test server)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:

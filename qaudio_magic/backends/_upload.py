@@ -41,10 +41,11 @@ from xml.etree import ElementTree
 
 import httpx
 
+from .._net import is_loopback
 from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import APIError, ConfigError, TransportError
-from ._http import BearerAuth, error_from_response, is_loopback, retry_after, transport_error
+from ._http import BearerAuth, error_from_response, retry_after, transport_error
 
 __all__ = ["UPLOAD_MODES", "TemporaryUploads", "upload_available"]
 

@@ -1,4 +1,4 @@
-"""What every backend shares: limits, the request it receives, the events it yields.
+"""What every backend shares: limits, prepared audio, the request, the events it yields.
 
 A backend turns a :class:`Request` into a stream of :class:`TextDelta` events ending in
 one :class:`Completion`. It alone knows its wire format and how it wants audio encoded;
@@ -7,12 +7,19 @@ callers above it only see these types.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .._prepare import PreparedAudio
+from .._format import span
+
+if TYPE_CHECKING:  # numpy loads with the first decode, not at `%load_ext`
+    import numpy as np
+
+    from ..clip import AudioClip
 
 __all__ = [
     "AudioPart",
@@ -21,6 +28,7 @@ __all__ = [
     "Event",
     "Limits",
     "Message",
+    "PreparedAudio",
     "Request",
     "TextDelta",
     "TextPart",
@@ -52,6 +60,81 @@ def audio_tokens(seconds: float, limits: Limits | None = None) -> int:
     if lim.max_audio_seconds is not None:
         seconds = min(seconds, lim.max_audio_seconds)
     return max(lim.min_audio_tokens, math.ceil(seconds * lim.audio_tokens_per_second - 1e-9))
+
+
+_MIME = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "aac": "audio/aac",
+    "amr": "audio/amr",
+    "mov": "audio/mp4",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "matroska": "audio/webm",
+}
+# File extension for what is sent: the service may go by it (an MP3 named .wav is renamed).
+_EXT = {"mov": "m4a", "matroska": "webm"}
+_MOV_EXTS = ("m4a", "mp4", "3gp", "3gpp", "3g2")
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedAudio:
+    """Audio ready for one backend: bytes (or a URL passed through) plus what they hold."""
+
+    clip: AudioClip
+    data: bytes | None  # encoded audio to send; None when ``url`` is passed through
+    url: str | None
+    format: str  # short container name: wav, mp3, aac, amr, mov ...
+    start: float  # window sent, in seconds of the source
+    seconds: float | None  # duration sent (None: remote, unknown)
+    cut_seconds: float = 0.0  # audio beyond the model's limit that was not sent
+    transcoded: bool = False
+    pcm: np.ndarray | None = None  # 16 kHz mono samples, for backends that want PCM
+    notes: tuple[str, ...] = field(default=())  # decoding repairs, truncation, URL caveats
+
+    @property
+    def mime(self) -> str:
+        return _MIME.get(self.format, "application/octet-stream")
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else 0
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the bytes sent (of the URL for pass-through)."""
+        if self.data is None:
+            return hashlib.sha256((self.url or "").encode()).hexdigest()
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def end(self) -> float | None:
+        return None if self.seconds is None else self.start + self.seconds
+
+    @property
+    def label(self) -> str:
+        """What was sent, for people: ``p01.wav [80–110 s] · 30.0 s``."""
+        text = self.clip.name
+        if self.seconds is not None:
+            if self.clip.is_windowed or self.cut_seconds:
+                text += f" [{span(self.start, self.start + self.seconds)}]"
+            text += f" · {self.seconds:.1f} s"
+        return text
+
+    @property
+    def filename(self) -> str:
+        """A safe file name for what is sent: the clip's stem, its window, the real extension."""
+        stem, _, ext = self.clip.name.rpartition(".")
+        if not stem:
+            stem, ext = self.clip.name, ""
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:60] or "audio"
+        if self.clip.is_windowed or self.cut_seconds:
+            stem += f"_{self.start:g}-{self.start + (self.seconds or 0):g}s"
+        if self.format == "mov" and ext.lower() in _MOV_EXTS:
+            real = ext.lower()
+        else:
+            real = _EXT.get(self.format, self.format)
+        return f"{stem}.{real}"
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ import httpx
 
 from .._prepare import PreparedAudio
 from .._secret import Secret
-from ..errors import AudioTooLargeError, ConfigError, MissingKeyError, TransportError
+from ..errors import APIError, AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
+from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
     BearerAuth,
     HTTPBackend,
@@ -129,6 +130,16 @@ class DashScopeBackend(HTTPBackend):
                 "no DashScope API key",
                 hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` to try offline",
             )
+        spec = lookup(request.model)
+        if not spec.streams:  # Qwen3-ASR: annotations in a stream are UNVERIFIED (models.py)
+            request = dataclasses.replace(request, stream=False)
+        try:
+            yield from self._send(request, key)
+        except APIError as exc:  # uploads included: a key of another region fails there first
+            add_model_hint(exc, spec, self.host)
+            raise
+
+    def _send(self, request: Request, key: Secret) -> Iterator[Event]:
         values = self._upload_audio(request, key)
         body = self.build_body(request, values)
         headers = self.build_headers(request, body)
@@ -170,10 +181,23 @@ class DashScopeBackend(HTTPBackend):
         if request.stream:
             params.setdefault("incremental_output", True)
         values = audio_values or {}
+        spec = lookup(request.model)
+        messages = request.messages
+        if spec.transcribes:  # Qwen3-ASR (ASR-API, QC-ASR): one turn, context, asr_options
+            options = dict(params.pop("asr_options", None) or {})
+            options.update({k: params.pop(k) for k in ASR_OPTIONS if k in params})
+            if options:
+                params["asr_options"] = options
+            last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+            messages = tuple(
+                m if m.role == "system" else _audio_only(m)
+                for i, m in enumerate(messages)
+                if m.role == "system" or i == last
+            )
         return {
             "model": request.model,
             "parameters": params,
-            "input": {"messages": [self._message(m, values) for m in request.messages]},
+            "input": {"messages": [self._message(m, values) for m in messages]},
         }
 
     def build_headers(self, request: Request, body: dict[str, Any]) -> dict[str, str]:
@@ -312,6 +336,11 @@ class DashScopeBackend(HTTPBackend):
         ):
             raise error_from_payload(status or 400, payload, fallback=data, service=SERVICE)
         return payload
+
+
+def _audio_only(message: Message) -> Message:
+    """The message without its text: speech recognition takes context as a system message."""
+    return Message(message.role, tuple(p for p in message.parts if isinstance(p, AudioPart)))
 
 
 def _load(text: str, host: str) -> dict[str, Any]:

@@ -11,15 +11,22 @@ appear to be valid") and the ``audio_url`` part; vLLM turns ``input_audio`` into
 ``data:audio/{format};base64,{data}`` itself, so a data URL there breaks, and OpenAI's own
 API takes only ``input_audio``. Hence the split (protocol reference §5).
 
-Qwen-Omni's rules, kept here rather than in the conversation (DOC-OMNI):
+The models' rules come from the registry (``models.py``, CURRENT-MODELS.md §11) and are
+kept here rather than in the conversation:
 
-* it only streams: stream-only models are always streamed on the wire; ``--no-stream``
-  then only means the answer is shown once it is complete;
-* assistant turns are text;
-* a user message holds text plus at most one non-text item: a turn with several clips
-  goes as consecutive user messages, one clip each, the question with the last clip.
+* stream-only models are always streamed on the wire; ``--no-stream`` then only means
+  the answer is shown once it is complete; Qwen3-ASR is asked without streaming;
+* assistant turns are text (never their reasoning, never their audio);
+* Qwen3-Omni-Flash, Qwen-Omni-Turbo (and, to be safe, Qwen3.8) take text plus one
+  non-text item per user message: a turn with several clips goes as consecutive user
+  messages, one clip each, the question with the last clip; Qwen3.5-Omni takes them all
+  in one message;
+* the captioner gets its one clip and nothing else; Qwen3-ASR gets its clip, a system
+  message as recognition context, and ``asr_options`` (``-p language=en`` ...);
+* on DashScope, local audio goes as a temporary upload (``oss://``) where the endpoint
+  has one, so a long file reaches a model that hears it whole; otherwise inline.
 
-Text output only (``modalities: ["text"]``) unless the caller passes ``modalities``.
+Omni models get ``modalities: ["text"]`` unless the caller passes ``modalities``.
 Usage comes from the final chunk with empty ``choices`` (``stream_options.include_usage``);
 ``data: [DONE]`` ends the stream; a DashScope ``event:error`` frame can still arrive
 mid-stream and is read with its ``:HTTP_STATUS/NNN``.
@@ -38,7 +45,8 @@ import httpx
 from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
-from ..models import lookup, served_name
+from ..models import ModelSpec, lookup, served_name
+from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
     BearerAuth,
     HTTPBackend,
@@ -50,6 +58,7 @@ from ._http import (
 )
 from ._inline import base64_text, dumps
 from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
+from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
 from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
 
 __all__ = ["Dialect", "OpenAICompatBackend"]
@@ -59,6 +68,7 @@ Dialect = Literal["dashscope", "openai"]
 CHAT_PATH = "/chat/completions"
 INLINE_MAX_BYTES = 7_000_000  # DashScope: the base64 string must stay under 10 MB
 _WAV_BYTES_PER_SECOND = 32_000  # re-encoded audio: 16 kHz mono 16-bit WAV
+UPLOAD_MAX_BYTES = 1_000_000_000  # the temporary store's per-file limit
 _WIRE_FORMATS = {"wav": "wav", "mp3": "mp3", "aac": "aac", "amr": "amr", "flac": "flac"}
 _MM_LIMIT_HINT = (
     "the server allows fewer audios per prompt than this conversation holds: start vLLM with "
@@ -82,6 +92,7 @@ class OpenAICompatBackend(HTTPBackend):
         key_hint: str | None = None,
         timeouts: Timeouts | None = None,
         headers: dict[str, str] | None = None,
+        upload: str = "auto",
     ) -> None:
         super().__init__(base_url, timeouts=timeouts, headers=headers)
         self.route = route
@@ -91,6 +102,26 @@ class OpenAICompatBackend(HTTPBackend):
         self._key_required = key_required
         self._missing_key = missing_key
         self._key_hint = key_hint
+        if upload not in UPLOAD_MODES:
+            raise ConfigError(f"upload must be one of {', '.join(UPLOAD_MODES)}, not {upload!r}")
+        self.upload = upload
+        native = _native_base(self.base_url)
+        self.uploads = TemporaryUploads(self._client, native, headers=lambda: dict(self._headers))
+
+    @property
+    def uploading(self) -> bool:
+        """Whether local audio may go as a temporary upload (DashScope, where the endpoint
+        has the store). With ``upload="auto"`` only clips too large to send inline do:
+        compatible mode has no session, so small clips gain nothing from the extra hop."""
+        if self.dialect != "dashscope" or self.upload == "never":
+            return False
+        if self.upload == "always" and not upload_available(self.uploads.base_url):
+            raise ConfigError(
+                f"upload='always' but {self.host} has no temporary file store",
+                hint="use %config QAudioMagic.upload = 'auto' (inline base64 where uploads "
+                "are unavailable)",
+            )
+        return upload_available(self.uploads.base_url)
 
     # ------------------------------------------------------------------ API
     def limits(self, model: str) -> Limits:
@@ -99,6 +130,10 @@ class OpenAICompatBackend(HTTPBackend):
         limits = lookup(model).limits
         if self.dialect != "dashscope" or limits.max_audio_bytes <= INLINE_MAX_BYTES:
             return limits
+        if self.uploading:  # the temporary store takes up to 1 GB a file (DOC-TMPURL@2026-10)
+            return dataclasses.replace(
+                limits, max_audio_bytes=min(limits.max_audio_bytes, UPLOAD_MAX_BYTES)
+            )
         fits = float((INLINE_MAX_BYTES - 4_096) // _WAV_BYTES_PER_SECOND)  # room for a header
         heard = limits.max_audio_seconds
         return dataclasses.replace(
@@ -114,8 +149,19 @@ class OpenAICompatBackend(HTTPBackend):
         if not served_name(request.model):
             raise ConfigError(f"{request.model!r} names no model (write openai:MODEL_NAME)")
         spec = lookup(request.model)
-        on_wire = request.stream or spec.stream_only
-        body = self.build_body(request, stream=on_wire)
+        on_wire = (request.stream or spec.stream_only) and (
+            spec.streams or self.dialect != "dashscope"
+        )
+        try:
+            yield from self._send(request, key, on_wire)
+        except APIError as exc:  # uploads included
+            if self.dialect == "dashscope":
+                add_model_hint(exc, spec, self.host)
+            raise
+
+    def _send(self, request: Request, key: Secret | None, on_wire: bool) -> Iterator[Event]:
+        values = self._upload_audio(request, key) if key is not None else {}
+        body = self.build_body(request, stream=on_wire, audio_values=values)
         headers = self.build_headers(body, stream=on_wire)
         content = dumps(body)
         url = self.base_url + CHAT_PATH
@@ -133,19 +179,52 @@ class OpenAICompatBackend(HTTPBackend):
                 exc, self.host, deadline=deadline, total=self.timeouts.total
             ) from None
 
+    def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
+        """``oss://`` URLs for the request's local audio (uploaded once, then reused)."""
+        if not self.uploading:
+            return {}
+        values: dict[PreparedAudio, str] = {}
+        for message in request.messages:
+            for audio in message.audio:
+                if audio.url is not None or audio.data is None or audio in values:
+                    continue
+                if self.upload == "always" or len(audio.data) > INLINE_MAX_BYTES:
+                    values[audio] = self.uploads.url_for(audio, served_name(request.model), key)
+        return values
+
     # ------------------------------------------------------------------ wire
-    def build_body(self, request: Request, *, stream: bool) -> dict[str, Any]:
-        """The JSON body: model, messages, stream options, then the caller's parameters."""
+    def build_body(
+        self,
+        request: Request,
+        *,
+        stream: bool,
+        audio_values: dict[PreparedAudio, str] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON body: model, messages, stream options, then the caller's parameters.
+
+        ``audio_values`` maps clips to how they travel (``oss://`` URLs); clips not in it
+        go as their URL or inline.
+        """
+        spec = lookup(request.model)
+        values = audio_values or {}
+        messages = _single_turn(request.messages) if _single(spec) else request.messages
         body: dict[str, Any] = {
             "model": served_name(request.model),
-            "messages": [m for message in request.messages for m in self._messages(message)],
+            "messages": [m for message in messages for m in self._messages(message, spec, values)],
         }
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        params = dict(request.params)
         if self.dialect == "dashscope":
-            body["modalities"] = ["text"]
-        body.update(request.params)
+            if spec.takes_text and not spec.transcribes:
+                body["modalities"] = ["text"]  # omni models; the others' docs send none
+            if spec.transcribes:  # -p language=en -p enable_itn=true -> asr_options
+                options = dict(params.pop("asr_options", None) or {})
+                options.update({k: params.pop(k) for k in ASR_OPTIONS if k in params})
+                if options:
+                    body["asr_options"] = options
+        body.update(params)
         return body
 
     def build_headers(self, body: dict[str, Any], *, stream: bool) -> dict[str, str]:
@@ -164,33 +243,46 @@ class OpenAICompatBackend(HTTPBackend):
         headers.update(self._headers)
         return headers
 
-    def _messages(self, message: Message) -> list[dict[str, Any]]:
+    def _messages(
+        self, message: Message, spec: ModelSpec, values: dict[PreparedAudio, str]
+    ) -> list[dict[str, Any]]:
         if message.role != "user":  # system and assistant turns are text only
+            if self.dialect == "dashscope" and not spec.system_message and message.role == "system":
+                return []  # the captioner takes one audio part and nothing else (CAPT)
             return [{"role": message.role, "content": message.text}]
-        clips = [self._audio_part(p.audio) for p in message.parts if isinstance(p, AudioPart)]
-        text = [{"type": "text", "text": message.text}] if message.text else []
+        clips = [
+            self._audio_part(p.audio, values.get(p.audio))
+            for p in message.parts
+            if isinstance(p, AudioPart)
+        ]
+        says = message.text and (
+            self.dialect != "dashscope" or (spec.takes_text and not spec.transcribes)
+        )
+        text = [{"type": "text", "text": message.text}] if says else []
         if not clips:
             return [{"role": "user", "content": message.text}]
-        if self.dialect == "dashscope":  # one non-text item per user message
+        if self.dialect == "dashscope" and spec.clips_per_message == 1:
+            # text plus one non-text item per user message (Qwen3-Omni-Flash, turbo, ...)
             return [{"role": "user", "content": [c]} for c in clips[:-1]] + [
                 {"role": "user", "content": [clips[-1], *text]}
             ]
         return [{"role": "user", "content": [*clips, *text]}]
 
-    def _audio_part(self, audio: PreparedAudio) -> dict[str, Any]:
+    def _audio_part(self, audio: PreparedAudio, uploaded: str | None = None) -> dict[str, Any]:
         fmt = _WIRE_FORMATS.get(audio.format)
-        if audio.url is not None:
+        url = uploaded or audio.url
+        if url is not None:
             if self.dialect == "dashscope":
-                item: dict[str, str] = {"data": audio.url}
+                item: dict[str, str] = {"data": url}
                 if fmt:
                     item["format"] = fmt
                 return {"type": "input_audio", "input_audio": item}
-            if audio.url.startswith("oss://"):
+            if url.startswith("oss://"):
                 raise InputError(
                     f"{audio.clip.name}: an oss:// URL is readable by DashScope only, "
                     f"not by {self.host}"
                 )
-            return {"type": "audio_url", "audio_url": {"url": audio.url}}
+            return {"type": "audio_url", "audio_url": {"url": url}}
         if audio.data is None:
             raise InputError(f"{audio.clip.name}: no encoded audio to send")
         if self.dialect == "dashscope" and len(audio.data) > INLINE_MAX_BYTES:
@@ -352,6 +444,25 @@ class OpenAICompatBackend(HTTPBackend):
             elif error.status == 404 and self.route == "openai":
                 error.hint = f"the model name must be one {self.host} serves (GET /v1/models)"
         return error
+
+
+def _native_base(compatible: str) -> str:
+    """The native API base on the same host (``…/compatible-mode/v1`` → ``…/api/v1``),
+    where the temporary store's getPolicy lives."""
+    if compatible.endswith("/compatible-mode/v1"):
+        return compatible[: -len("/compatible-mode/v1")] + "/api/v1"
+    return compatible
+
+
+def _single(spec: ModelSpec) -> bool:
+    """Whether the model answers one turn only (the captioner, speech recognition)."""
+    return spec.single_turn or spec.transcribes
+
+
+def _single_turn(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """System messages and the last user message: no history for single-turn models."""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    return tuple(m for i, m in enumerate(messages) if m.role == "system" or i == last)
 
 
 def _whole(events: Iterator[Event]) -> Iterator[Event]:

@@ -16,12 +16,13 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ..backends._http import is_loopback
+from .._net import is_loopback
 from .server import ReceivedAudio
 
 __all__ = ["compose", "decode_item", "estimate_tokens", "split_tokens"]
 
 MAX_AUDIO_BYTES = 10_000_000
+MAX_FETCH_BYTES = 200_000_000  # the emulator holds what it fetches in memory: keep it bounded
 HEARD_SECONDS = 30.0
 
 
@@ -34,9 +35,18 @@ class ItemError(Exception):
 
 
 def decode_item(
-    value: str, *, oss_lookup: Callable[[str], bytes | None] | None = None, oss_allowed: bool = True
+    value: str,
+    *,
+    oss_lookup: Callable[[str], bytes | None] | None = None,
+    oss_allowed: bool = True,
+    max_bytes: int = MAX_AUDIO_BYTES,
 ) -> ReceivedAudio:
-    """Fetch or unpack one audio reference and decode it, as the service would."""
+    """Fetch or unpack one audio reference and decode it, as the service would.
+
+    ``max_bytes`` caps a file fetched by URL or uploaded (the model's limit, at most
+    :data:`MAX_FETCH_BYTES` here); a base64 string is always held to 10 MB.
+    """
+    max_bytes = min(max_bytes, MAX_FETCH_BYTES)
     if value.startswith("data:"):
         body = value.partition(",")[2]
         if len(body) > MAX_AUDIO_BYTES:
@@ -51,7 +61,7 @@ def decode_item(
             raise ItemError(
                 400, "InvalidParameter", "The audio data URL is not valid base64."
             ) from None
-        return _decoded("data", data)
+        return _decoded("data", data, MAX_AUDIO_BYTES)
     if value.startswith("oss://"):
         if not oss_allowed:
             raise ItemError(
@@ -64,7 +74,7 @@ def decode_item(
             raise ItemError(
                 400, "InvalidParameter", f"The oss resource {value} does not exist or has expired."
             )
-        return _decoded("oss", found)
+        return _decoded("oss", found, max_bytes)
     if value.startswith(("http://", "https://")):
         if not is_loopback(value):
             return ReceivedAudio(
@@ -76,22 +86,22 @@ def decode_item(
         try:
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             with opener.open(value, timeout=5) as response:
-                data = response.read(MAX_AUDIO_BYTES + 1)
+                data = response.read(max_bytes + 1)
         except OSError as exc:
             raise ItemError(
                 415,
                 "BadRequest.InputDownloadFailed",
                 f"Failed to download the audio from {value}: {exc}",
             ) from None
-        if len(data) > MAX_AUDIO_BYTES:
-            raise ItemError(400, "InvalidParameter", "The audio file is larger than 10 MB.")
-        return _decoded("url", data)
+        return _decoded("url", data, max_bytes)
     raise ItemError(400, "InvalidParameter", "The provided URL does not appear to be valid.")
 
 
-def _decoded(kind: str, data: bytes) -> ReceivedAudio:
-    if len(data) > MAX_AUDIO_BYTES:
-        raise ItemError(400, "InvalidParameter", "The audio file is larger than 10 MB.")
+def _decoded(kind: str, data: bytes, max_bytes: int) -> ReceivedAudio:
+    if len(data) > max_bytes:
+        raise ItemError(
+            400, "InvalidParameter", f"The audio file is larger than {max_bytes / 1e6:g} MB."
+        )
     item = ReceivedAudio(kind, len(data), hashlib.sha256(data).hexdigest(), data=data)
     info = _probe(item.sha256, data)
     if info is None:
@@ -145,20 +155,33 @@ def estimate_tokens(text: str) -> int:
 
 
 def compose(
-    model: str, clips: list[ReceivedAudio], question: str | None, earlier_turns: int, all_clips: int
+    model: str,
+    clips: list[ReceivedAudio],
+    question: str | None,
+    earlier_turns: int,
+    all_clips: int,
+    heard: float | None = HEARD_SECONDS,
 ) -> str:
-    """The emulated answer: says it is emulated and what it received."""
+    """The emulated answer: says it is emulated and what it received (and heard: only
+    the first ``heard`` seconds of each clip; None for all of it)."""
     if clips:
         parts = []
         for item in clips:
             if item.duration is None:
                 parts.append(item.error or "unknown length")
+            elif heard is None or item.duration <= heard:
+                parts.append(f"{item.duration:.2f} s")
             else:
-                heard = "" if item.duration <= HEARD_SECONDS else ", only the first 30 s heard"
-                parts.append(f"{item.duration:.2f} s{heard}")
+                parts.append(f"{item.duration:.2f} s, only the first {heard:g} s heard")
         audio = f"{len(clips)} audio clip{'s' if len(clips) > 1 else ''} ({'; '.join(parts)})"
     else:
         audio = "no audio"
+    return _compose_rest(model, audio, question, earlier_turns, all_clips)
+
+
+def _compose_rest(
+    model: str, audio: str, question: str | None, earlier_turns: int, all_clips: int
+) -> str:
     turns = f"{earlier_turns} earlier turn{'s' if earlier_turns != 1 else ''}"
     asked = f'question: "{question}"' if question else "no question text (voice chat)"
     return (

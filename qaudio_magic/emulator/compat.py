@@ -28,7 +28,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
+from . import current
 from ._reply import HEARD_SECONDS, ItemError, compose, decode_item, estimate_tokens, split_tokens
+from .current import Refusal as _Refused
 from .faults import Fault
 from .server import Frame, ReceivedAudio, RecordedRequest, Reply
 
@@ -39,12 +41,6 @@ OPENAI_CHAT = "/v1/chat/completions"
 MAX_TOKENS = 16_384
 STREAM_ONLY = "This model only support stream mode, please enable the stream parameter."
 _NON_TEXT = ("input_audio", "audio_url", "image_url", "video_url", "video", "image", "audio")
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.param = status, code, message, param
 
 
 class CompatRoute:
@@ -92,10 +88,14 @@ class CompatRoute:
         model = str(body.get("model") or "")
         if not model:
             raise _Refused(400, "invalid_parameter_error", "Missing required parameter: model.")
+        rules = current.rules_for(model) if self.dialect == "dashscope" else None
+        plan = current.Plan()
         if self.dialect == "dashscope":
             if "qwen" not in model:
                 raise _Refused(404, "model_not_found", f"The model `{model}` does not exist.")
-            if "omni" in model and not body.get("stream"):
+            if rules is not None:  # today's models: their documented rules (current.py)
+                plan = current.check_request(body, rules, stream=bool(body.get("stream")))
+            elif "omni" in model and not body.get("stream"):
                 raise _Refused(400, "invalid_parameter_error", STREAM_ONLY)
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         if max_tokens is not None and not (
@@ -108,13 +108,18 @@ class CompatRoute:
         if not isinstance(messages, list) or not messages:
             raise _Refused(400, "invalid_parameter_error", "messages must be a non-empty list.")
 
-        one_item = self.dialect == "dashscope" and "omni" in model and "qwen3.5" not in model
+        context = current.check_messages(messages, rules, plan) if rules is not None else ""
+        one_item = (
+            rules.one_item_per_message
+            if rules is not None
+            else self.dialect == "dashscope" and "omni" in model and "qwen3.5" not in model
+        )
         turn_start = max(
             (i + 1 for i, m in enumerate(messages) if m.get("role") == "assistant"), default=0
         )
         texts: list[str] = []
         question: list[str] = []
-        current: list[ReceivedAudio] = []
+        now: list[ReceivedAudio] = []  # this turn's clips
         for i, message in enumerate(messages):
             for kind, value in self._items(message, one_item):
                 if kind == "text":
@@ -122,10 +127,10 @@ class CompatRoute:
                     if i >= turn_start and message.get("role") == "user":
                         question.append(value)
                     continue
-                received = self._decode(kind, value, request.headers)
+                received = self._decode(kind, value, request.headers, rules)
                 request.audio.append(received)
                 if i >= turn_start:
-                    current.append(received)
+                    now.append(received)
         if messages[-1].get("role") != "user":
             raise _Refused(
                 400, "invalid_parameter_error", "The last message must be from the user."
@@ -138,9 +143,12 @@ class CompatRoute:
                 "Set `--limit-mm-per-prompt` to increase this limit.",
             )
 
+        if rules is not None:
+            current.check_audio(now, request.audio, rules)
+            return self._answer_current(request, body, rules, plan, context, now, rid)
         earlier = sum(1 for m in messages if m.get("role") == "assistant")
         text = self._override(request) or compose(
-            model, current, " ".join(question) or None, earlier, len(request.audio)
+            model, now, " ".join(question) or None, earlier, len(request.audio)
         )
         pieces = split_tokens(text)
         finish = "stop"
@@ -209,7 +217,9 @@ class CompatRoute:
             else:
                 raise _Refused(400, "invalid_parameter_error", f"Unknown content type {kind!r}.")
 
-    def _decode(self, kind: str, value: Any, headers: dict[str, str]) -> ReceivedAudio:
+    def _decode(
+        self, kind: str, value: Any, headers: dict[str, str], rules: current.Rules | None = None
+    ) -> ReceivedAudio:
         if kind == "audio_url":  # vLLM: http(s) or data URL
             url = str(value)
             if not url.startswith(("data:", "http://", "https://")):
@@ -234,10 +244,93 @@ class CompatRoute:
             url = f"data:audio/{value.get('format') or 'wav'};base64,{data}"
         oss_ok = headers.get("x-dashscope-ossresourceresolve", "").lower() == "enable"
         try:
+            if rules is not None:  # a file by URL may be as large as the model takes
+                limit = rules.spec.limits.max_audio_bytes
+                return decode_item(
+                    url, oss_lookup=self._oss_lookup, oss_allowed=oss_ok, max_bytes=limit
+                )
             return decode_item(url, oss_lookup=self._oss_lookup, oss_allowed=oss_ok)
         except ItemError as exc:
             code = "invalid_parameter_error" if self.dialect == "dashscope" else "BadRequestError"
             raise _Refused(exc.status, code, exc.message) from None
+
+    # ------------------------------------------------------------------ today's models
+    def _answer_current(
+        self,
+        request: RecordedRequest,
+        body: dict[str, Any],
+        rules: current.Rules,
+        plan: current.Plan,
+        context: str,
+        now: list[ReceivedAudio],
+        rid: str,
+    ) -> Reply:
+        """The reply of Qwen3.5/3.8/3-Omni, the captioner or Qwen3-ASR (see current.py)."""
+        model = str(body["model"])
+        messages = body["messages"]
+        spec = rules.spec
+        annotations = None
+        if spec.transcribes:
+            text = self._override(request) or current.transcript(model, now[0], plan, context)
+            _, annotations = current.asr_annotations(plan)
+        elif not spec.takes_text:
+            text = self._override(request) or current.caption(model, now[0])
+        else:
+            question = " ".join(
+                part.get("text", "") if isinstance(part, dict) else str(part)
+                for part in _contents(messages[-1])
+                if isinstance(part, str) or part.get("type") == "text"
+            )
+            earlier = sum(1 for m in messages if m.get("role") == "assistant")
+            text = self._override(request) or compose(
+                model,
+                now,
+                question or None,
+                earlier,
+                len(request.audio),
+                current.heard_seconds(rules),
+            )
+        thought = (
+            current.reasoning(model, now, _last_text(messages), plan.effort)
+            if plan.thinking
+            else ""
+        )
+        pieces, finish = split_tokens(text), "stop"
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+        if max_tokens and len(pieces) > max_tokens:
+            pieces, finish = pieces[:max_tokens], "length"
+        reasoning_pieces = split_tokens(thought) if thought else []
+        pcm = current.speech_pcm("".join(pieces), plan.voice) if plan.voice else b""
+        prompt_text = " ".join(
+            part.get("text", "") if isinstance(part, dict) else str(part)
+            for m in messages
+            for part in _contents(m)
+            if isinstance(part, str) or part.get("type") == "text"
+        )
+        usage = current.usage(
+            rules, request.audio, estimate_tokens(prompt_text), len(pieces),
+            len(reasoning_pieces), pcm,
+        )  # fmt: skip
+        headers = {"X-Request-Id": rid}
+        cid = f"chatcmpl-{rid}"
+        if not body.get("stream"):
+            reply = _completion(cid, model, "".join(pieces), finish, usage)
+            reply["choices"][0]["message"] = current.completion_message(
+                "".join(pieces), thought, annotations
+            )
+            return Reply(200, reply, headers=headers)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        frames = current.chunks(
+            cid,
+            model,
+            reasoning_pieces,
+            pieces,
+            finish,
+            usage if include_usage else None,
+            pcm=pcm,
+            annotations=annotations,
+        )
+        return Reply(200, frames=frames, headers=headers, sse_style="openai")
 
     # ------------------------------------------------------------------ replies
     def _usage(self, model: str, audio: list[ReceivedAudio], text: str, out: int) -> dict[str, Any]:
@@ -274,6 +367,21 @@ class CompatRoute:
                 }
             }
         return Reply(exc.status, body, headers={"X-Request-Id": rid})
+
+
+def _contents(message: Any) -> list[Any]:
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, list) else [content] if content else []
+
+
+def _last_text(messages: list[Any]) -> str | None:
+    """The question: the text of the last user message."""
+    text = " ".join(
+        part.get("text", "") if isinstance(part, dict) else str(part)
+        for part in _contents(messages[-1])
+        if isinstance(part, str) or part.get("type") == "text"
+    )
+    return text or None
 
 
 def _audio_tokens(model: str, audio: list[ReceivedAudio]) -> int:

@@ -22,17 +22,27 @@ are fine), and a skipped clean-up would leave a connection open.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import select
 import socket
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
+import httpx
 from httpcore._backends.sync import SyncBackend, SyncStream
 
-__all__ = ["SLICE", "SlicedBackend", "SlicedStream", "sliced_sleep"]
+__all__ = [
+    "SLICE",
+    "SlicedBackend",
+    "SlicedStream",
+    "interruptible_transport",
+    "is_loopback",
+    "sliced_sleep",
+]
 
 SLICE = 0.1  # seconds: the longest Ctrl-C waits for a blocked socket
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, 10035}  # 10035: Windows
@@ -161,3 +171,28 @@ def _connect(
             if isinstance(exc, socket.timeout):
                 raise
     raise error or OSError(f"cannot resolve {host}")
+
+
+def interruptible_transport(**kwargs: Any) -> httpx.HTTPTransport:
+    """httpx's transport, its sockets waiting in 0.1 s slices so that Ctrl-C stops a
+    request within a slice however it is delivered (see the module docstring).
+
+    httpx takes no network backend, so it is set on the httpcore pool it builds; should
+    that pool ever look different, the transport is returned as httpx made it.
+    """
+    transport = httpx.HTTPTransport(**kwargs)
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = SlicedBackend()
+    return transport
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (the emulator, a test server)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,328 @@
+"""One turn, for single questions and batch items alike: build the request, send it, make
+the Answer.
+
+:func:`plan_turn` decides everything that can fail on the user's input before anything is
+sent (clip count, audio preparation, the history that fits the model's input budget) and
+collects the notes the user must see; :func:`send` answers the request from the response
+cache or from the backend (with the retry policy), recording usage either way;
+:func:`answer_for` turns the outcome into an :class:`~qaudio_magic.answer.Answer` with the
+times it mentions. ``ask_audio`` and the batch engine call the same three, so a batch row
+and a single answer can never disagree about what was sent or noted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._prepare import prepare
+from ._retry import RetryPolicy, with_retries
+from .backends.base import (
+    AudioPart,
+    Backend,
+    Completion,
+    Limits,
+    Message,
+    PreparedAudio,
+    Request,
+    TextDelta,
+    TextPart,
+    Usage,
+    audio_tokens,
+)
+from .cache import CacheMode, describe_request, key_of, request_material, route_of
+from .clip import AudioClip
+from .conversation import Conversation, Turn, estimate_text_tokens
+from .errors import CacheMissError, InputError
+from .segments import find_segments
+
+if TYPE_CHECKING:
+    from .answer import Answer
+    from .dryrun import SendPlan
+    from .session import Session
+
+__all__ = ["Outcome", "TurnPlan", "answer_for", "plan_turn", "record", "send"]
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """A turn ready to send: the request and what the user must be told about it."""
+
+    request: Request
+    clips: tuple[AudioClip, ...]
+    prepared: tuple[PreparedAudio, ...]  # this turn's clips, as sent
+    question: str | None
+    notes: tuple[str, ...]
+    limits: Limits
+    conversation: Conversation
+
+    @property
+    def reference(self) -> PreparedAudio | None:
+        """The audio the answer's times refer to: the turn's only clip; for a follow-up,
+        the last clip sent in the history. None when several clips make times ambiguous."""
+        if self.prepared:
+            return self.prepared[0] if len(self.prepared) == 1 else None
+        for message in reversed(self.request.messages):
+            if message.role == "user" and message.audio:
+                return message.audio[0] if len(message.audio) == 1 else None
+        return None
+
+    def dry_run(self, backend: Backend) -> SendPlan:
+        """What this turn would send (``--dry-run``); sends nothing."""
+        from .dryrun import plan_request
+
+        return plan_request(
+            backend,
+            self.request,
+            self.conversation.name,
+            self.question,
+            self.limits,
+            len(self.prepared),
+            self.notes,
+        )
+
+
+def plan_turn(
+    conversation: Conversation,
+    clips: Sequence[AudioClip],
+    question: str | None,
+    *,
+    model: str,
+    limits: Limits,
+    max_history_turns: int,
+    params: dict[str, Any],
+    stream: bool,
+    prepared: Sequence[PreparedAudio] | None = None,
+) -> TurnPlan:
+    """Prepare the clips (decode errors surface here) and choose the history to send.
+
+    ``prepared``: the clips already cut (windows of a long file arrive that way).
+    """
+    check_clip_count(len(clips), model, limits)  # before decoding a thousand files
+    ready = tuple(prepared) if prepared is not None else tuple(prepare(c, limits) for c in clips)
+    messages, history_notes = _messages(conversation, ready, question, limits, max_history_turns)
+    notes = (*(n for p in ready for n in p.notes), *history_notes)
+    request = Request(model=model, messages=tuple(messages), params=params, stream=stream)
+    return TurnPlan(request, tuple(clips), ready, question, notes, limits, conversation)
+
+
+def check_clip_count(count: int, model: str, limits: Limits) -> None:
+    """Refuse a turn with more clips than the model's input could ever hold.
+
+    Every clip costs at least ``min_audio_tokens``, so this is known from the count alone,
+    before any file is decoded (a cell with a thousand sources fails at once).
+    """
+    most = limits.max_input_tokens // max(limits.min_audio_tokens, 1)
+    if count > most:
+        raise InputError(
+            f"{count} clips in one question: {model} takes at most {most} (each clip costs "
+            f"at least {limits.min_audio_tokens} of its {limits.max_input_tokens} input tokens)",
+            hint="to ask about each clip separately, add --batch (ask_audio([...]) in Python)",
+        )
+
+
+def _messages(
+    conv: Conversation,
+    prepared: Sequence[PreparedAudio],
+    question: str | None,
+    limits: Limits,
+    max_turns: int,
+) -> tuple[list[Message], list[str]]:
+    """System + the history that fits the input budget + the new user message."""
+
+    def audio_cost(items: Sequence[PreparedAudio]) -> int:
+        return sum(
+            audio_tokens(p.seconds if p.seconds is not None else 30.0, limits) for p in items
+        )
+
+    def turn_cost(turn: Turn) -> int:
+        items = [prepare(c, limits) for c in turn.clips]
+        return (
+            audio_cost(items)
+            + estimate_text_tokens(turn.question)
+            + estimate_text_tokens(turn.answer)
+        )
+
+    fixed = (
+        audio_cost(prepared) + estimate_text_tokens(question) + estimate_text_tokens(conv.system)
+    )
+    if fixed > limits.max_input_tokens:
+        raise InputError(
+            f"this question alone needs about {fixed} input tokens; the model takes "
+            f"{limits.max_input_tokens} (send fewer or shorter clips)"
+        )
+    history, dropped = conv.history(limits.max_input_tokens - fixed, turn_cost, max_turns=max_turns)
+    notes: list[str] = []
+    if dropped:
+        notes.append(
+            f"{dropped} earlier turn{'s' if dropped > 1 else ''} of '{conv.name}' not sent: "
+            f"over the {limits.max_input_tokens}-token input budget or max_history_turns"
+        )
+    messages: list[Message] = []
+    if conv.system:
+        messages.append(Message("system", (TextPart(conv.system),)))
+    for turn in history:
+        items = [prepare(c, limits) for c in turn.clips]
+        messages.append(_user(items, turn.question))
+        messages.append(Message("assistant", (TextPart(turn.answer),)))
+    messages.append(_user(prepared, question))
+    return messages, notes
+
+
+def _user(items: Sequence[PreparedAudio], question: str | None) -> Message:
+    parts: list[AudioPart | TextPart] = [AudioPart(p) for p in items]
+    if question:
+        parts.append(TextPart(question))
+    return Message("user", tuple(parts))
+
+
+# ---------------------------------------------------------------------- sending
+@dataclass(frozen=True)
+class Outcome:
+    """A finished answer, from the service or the cache."""
+
+    text: str
+    usage: Usage | None
+    request_id: str | None
+    finish_reason: str | None
+    latency: float
+    first_text: float | None = None
+    cached: bool = False
+    attempts: int = 0  # requests sent (0 for a cached answer)
+
+
+def send(
+    sess: Session,
+    backend: Backend,
+    request: Request,
+    mode: CacheMode,
+    *,
+    on_text: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+    on_attempt: Callable[[int], None] | None = None,
+) -> Outcome:
+    """Answer ``request``: from the cache when ``mode`` allows, else from the backend with
+    retries (then stored). Records usage either way; raises QAudioError subclasses."""
+    started = time.perf_counter()
+    seconds = audio_seconds(request)
+    store = key = material = None
+    if mode.active:
+        store = sess.response_cache()
+        material = request_material(route_of(backend), request)
+        key = key_of(material)
+        hit = store.get(key) if mode.read else None
+        if hit is not None:
+            if on_text is not None and hit.text:
+                on_text(hit.text)
+            sess.usage.record(request.model, hit.usage, seconds, cached=True)
+            return Outcome(
+                hit.text,
+                hit.usage,
+                hit.request_id,
+                hit.finish_reason,
+                time.perf_counter() - started,
+                cached=True,
+            )
+        if mode.replay:
+            raise CacheMissError(
+                f"not in the response cache (offline replay): {describe_request(request)} "
+                f"[key {key[:12]}]",
+                hint="%config QAudioMagic.cache = 'on' asks the service for what is missing",
+            )
+    first: float | None = None
+    completion: Completion | None = None
+    parts: list[str] = []
+    tries = [0]
+
+    def attempt(n: int) -> None:
+        tries[0] = n
+        if on_attempt is not None:
+            on_attempt(n)
+
+    policy = RetryPolicy(attempts=sess.settings.retries + 1)
+    events = with_retries(backend, request, policy, cancel=cancel, on_attempt=attempt)
+    with closing(events):  # Ctrl-C: the stream is closed, and with it the connection
+        for event in events:
+            if isinstance(event, TextDelta):
+                if first is None:
+                    first = time.perf_counter() - started
+                parts.append(event.text)
+                if on_text is not None:
+                    on_text(event.text)
+            else:
+                completion = event
+    assert completion is not None
+    outcome = Outcome(
+        "".join(parts),
+        completion.usage,
+        completion.request_id,
+        completion.finish_reason,
+        time.perf_counter() - started,
+        first,
+        attempts=tries[0],
+    )
+    sess.usage.record(request.model, completion.usage, seconds, cached=False)
+    if store is not None and mode.write and key is not None and material is not None:
+        store.put(
+            key,
+            material,
+            text=outcome.text,
+            model=request.model,
+            usage=outcome.usage,
+            request_id=outcome.request_id,
+            finish_reason=outcome.finish_reason,
+            latency=outcome.latency,
+            clips=[a.clip.label() for m in request.messages for a in m.audio],
+        )
+    return outcome
+
+
+def audio_seconds(request: Request) -> float:
+    """Seconds of audio in ``request``, history included (what is billed)."""
+    return sum(a.seconds or 0.0 for m in request.messages for a in m.audio)
+
+
+# ---------------------------------------------------------------------- results
+def record(plan: TurnPlan, outcome: Outcome) -> Turn:
+    """The completed turn, appended to the plan's conversation."""
+    turn = Turn(
+        clips=plan.clips,
+        question=plan.question,
+        answer=outcome.text,
+        model=plan.request.model,
+        usage=outcome.usage,
+        request_id=outcome.request_id,
+    )
+    plan.conversation.append(turn)
+    return turn
+
+
+def answer_for(plan: TurnPlan, outcome: Outcome, *, conversation: str | None) -> Answer:
+    """The Answer for ``outcome``, with the times it mentions as segments of its clip."""
+    from .answer import Answer
+
+    request, ref = plan.request, plan.reference
+    segments = find_segments(outcome.text, duration=ref.seconds, offset=ref.start) if ref else []
+    return Answer(
+        text=outcome.text,
+        model=request.model,
+        usage=outcome.usage,
+        request_id=outcome.request_id,
+        clips=plan.clips,
+        latency=outcome.latency,
+        question=plan.question,
+        conversation=conversation,
+        first_text_latency=outcome.first_text,
+        audio_seconds=audio_seconds(request),
+        estimated_audio_tokens=sum(
+            audio_tokens(a.seconds or 30.0, plan.limits) for m in request.messages for a in m.audio
+        ),
+        notes=plan.notes,
+        finish_reason=outcome.finish_reason,
+        cached=outcome.cached,
+        segments=tuple(segments),
+    )
