@@ -29,11 +29,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .segments import Segment, find_segments, format_time
+from ._grounding_result import Grounding, Status
+from .segments import Segment, find_segments
 
 if TYPE_CHECKING:
     from .clip import AudioClip
@@ -49,7 +50,6 @@ __all__ = [
     "speech_map",
 ]
 
-Status = Literal["speech", "sound", "silence"]
 
 RATE = 16_000
 HOP = 160  # one analysis frame: 10 ms
@@ -266,68 +266,6 @@ def map_for_window(clip: AudioClip, start: float, seconds: float) -> SpeechMap |
     lo = round((start - first * _BLOCK) * RATE / HOP)
     hi = lo + round(seconds * RATE / HOP)
     return _map_of(_Frames(db[lo:hi], vad[lo:hi]), seconds)
-
-
-# ---------------------------------------------------------------------- grounding
-@dataclass(frozen=True)
-class Grounding:
-    """What the audio holds where a segment points, and the segment snapped onto it.
-
-    ``status``: ``"speech"``, ``"sound"``, ``"silence"``, or None (audio not readable).
-    ``start``/``end``: the snapped range (``end`` None for a point nothing was found at).
-    ``said_start``/``said_end``: the times as the model wrote them, before they were cut
-    to the clip; ``clip_end`` is the clip's length when the model's range ran past it.
-    """
-
-    status: Status | None
-    start: float | None
-    end: float | None
-    said_start: float
-    said_end: float | None
-    clip_end: float | None = None
-
-    @property
-    def clipped(self) -> bool:
-        return self.clip_end is not None
-
-    @property
-    def moved(self) -> bool:
-        """Whether snapping changed the range the model gave."""
-        return self.status in ("speech", "sound") and (
-            self.start != self.said_start or self.end != self.said_end
-        )
-
-    def describe(self) -> str:
-        """One line for a tooltip: ``model said 1.53–1.87 s; speech at 1.50–1.85 s``."""
-        said = f"model said {_span(self.said_start, self.said_end)}"
-        if self.clip_end is not None:
-            said += f"; the clip ends at {format_time(self.clip_end)}"
-        if self.status is None:
-            return f"{said}; the audio could not be checked"
-        if self.status == "silence":
-            return f"{said}; nothing audible here"
-        if self.start is None:
-            return said
-        return f"{said}; {self.status} at {_span(self.start, self.end)}"
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "status": self.status,
-            "start": self.start,
-            "end": self.end,
-            "said_start": self.said_start,
-            "said_end": self.said_end,
-            "clip_end": self.clip_end,
-            "text": self.describe(),
-        }
-
-
-def _span(a: float, b: float | None) -> str:
-    if b is None:
-        return format_time(a)
-    if max(a, b) < 60:
-        return f"{a:.2f}–{b:.2f} s"
-    return f"{format_time(a)}–{format_time(b)}"
 
 
 def _overlaps(

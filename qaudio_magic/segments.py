@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .grounding import Grounding
+    from ._grounding_result import Grounding
 
 from ._format import seconds, span
 

@@ -15,6 +15,7 @@ import pytest
 
 from qaudio_magic import _vad, grounding
 from qaudio_magic.clip import AudioClip
+from qaudio_magic.emulator import Emulator
 from qaudio_magic.grounding import Grounding, ground, ground_segments, map_for_clip, speech_map
 from qaudio_magic.segments import Segment, find_segments
 from tests._labelled import RATE, Scene, word
@@ -59,7 +60,7 @@ def test_a_range_in_silence_is_silence_and_keeps_the_models_times(tmp_path: Path
     g = _one("The dog barks between 2.5 and 4.5 seconds.", _clip(tmp_path, scene))
     assert g.status == "silence"
     assert (g.start, g.end) == (2.5, 4.5)
-    assert g.describe() == "model said 2.50–4.50 s; nothing audible here"
+    assert g.describe() == "model said 2.5–4.5 s; nothing audible here"
 
 
 def test_a_tone_burst_is_sound_not_speech(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_audio_that_cannot_be_read_has_no_status() -> None:
     assert map_for_clip(remote) is None
     g = ground(Segment(1.0, 2.0, "1 to 2 s"), None)
     assert (g.status, g.start, g.end) == (None, None, None)
-    assert g.describe() == "model said 1.00–2.00 s; the audio could not be checked"
+    assert g.describe() == "model said 1–2 s; the audio could not be checked"
 
 
 def test_a_range_cut_at_the_clip_end_says_so(tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_a_range_cut_at_the_clip_end_says_so(tmp_path: Path) -> None:
     g = _one("The word lasts from 0.2 s until 4.2 s.", _clip(tmp_path, scene))
     assert g.clipped and g.clip_end == pytest.approx(3.0)
     assert g.said_end == 4.2
-    assert "model said 0.20–4.20 s; the clip ends at 3 s" in g.describe()
+    assert "model said 0.2–4.2 s; the clip ends at 3 s" in g.describe()
 
 
 def test_segments_stay_what_existing_callers_expect() -> None:
@@ -173,3 +174,63 @@ def test_the_block_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         scene.beep(0.5, 0.2, 300.0 + 100 * i)
         map_for_clip(_clip(tmp_path, scene, f"s{i}.wav"))
     assert len(grounding._BLOCKS) == 2
+
+
+# ---------------------------------------------------------------------- after a real answer
+def test_an_answer_s_segments_are_grounded_against_what_was_sent(
+    session: object, emu: Emulator, tmp_path: Path
+) -> None:
+    """ask_audio over real HTTP: the answer's times are checked against the clip sent."""
+    from qaudio_magic import ask_audio
+
+    scene = Scene(10.0)
+    a, b = scene.say(2.0, "apple")
+    c, d = scene.beep(6.0, 0.5)
+    path = scene.wav(tmp_path / "words.wav")
+    emu.reply_with(
+        f"'apple' from {a + 0.06:.2f} to {b + 0.08:.2f} seconds; a beep from {c - 0.1:.2f} to "
+        f"{d:.2f} s; a dog barks between 8 and 9.5 s."
+    )
+    answer = ask_audio(path, "What happens where?", display=False)
+    word, beep, dog = answer.segments
+    assert word.as_tuple() == (round(a + 0.06, 2), round(b + 0.08, 2)), "the model's own times"
+    assert word.grounding is not None and word.grounding.status == "speech"
+    assert word.grounding.start == pytest.approx(a, abs=0.1)
+    assert word.grounding.end == pytest.approx(b, abs=0.1)
+    assert beep.grounding is not None and beep.grounding.status == "sound"
+    assert dog.grounding is not None and dog.grounding.status == "silence"
+    assert answer.metadata()["segments"] == [list(s.as_tuple()) for s in answer.segments]
+
+
+def test_a_window_s_answer_grounds_in_absolute_time(
+    session: object, emu: Emulator, tmp_path: Path
+) -> None:
+    from qaudio_magic import ask_audio
+
+    scene = Scene(20.0)
+    a, b = scene.say(13.0, "orange")
+    clip = AudioClip.from_source(scene.wav(tmp_path / "long.wav"))
+    emu.reply_with("'orange' from 3.1 to 3.4 s.")
+    answer = ask_audio(clip[10:20], "Where is 'orange'?", display=False)
+    seg = answer.segments[0]
+    assert seg.offset == 10.0 and seg.abs_start == pytest.approx(13.1)
+    assert seg.grounding is not None and seg.grounding.status == "speech"
+    assert seg.offset + (seg.grounding.start or 0) == pytest.approx(a, abs=0.1)
+    assert seg.offset + (seg.grounding.end or 0) == pytest.approx(b, abs=0.1)
+
+
+def test_a_url_clip_is_not_grounded(
+    session: object, emu: Emulator, file_server: tuple[str, Path]
+) -> None:
+    """The service fetches a URL itself; the kernel never has its audio: status None."""
+    from qaudio_magic import ask_audio
+
+    url, folder = file_server
+    scene = Scene(3.0)
+    scene.say(1.5, "yes")
+    scene.wav(folder / "yes.wav")
+    emu.reply_with("The word is at 1.5 s.")
+    answer = ask_audio(f"{url}/yes.wav", "Where?", display=False)
+    assert answer.segments and answer.segments[0].grounding is not None
+    assert answer.segments[0].grounding.status is None
+    assert answer.segments[0].grounding.describe().endswith("the audio could not be checked")

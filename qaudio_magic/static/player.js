@@ -68,13 +68,28 @@ function clock(t, digits = 1) {
   return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
+// The kernel's formatters (_format.py), so a time reads the same in chips, tooltips and text.
+function num(v) {
+  return String(Number(v.toFixed(2)));
+}
+
+function clockText(t) {
+  const r = Math.round(t * 100) / 100;
+  const h = Math.floor(r / 3600);
+  const m = Math.floor((r - h * 3600) / 60);
+  const s = r - h * 3600 - m * 60;
+  const whole = String(Math.floor(s)).padStart(2, "0");
+  const frac = s % 1 ? num(s % 1).slice(1) : "";
+  return h ? `${h}:${String(m).padStart(2, "0")}:${whole}${frac}` : `${m}:${whole}${frac}`;
+}
+
 function secs(t) {
-  return t < 60 ? `${Number(t.toFixed(2))} s` : clock(t, 2);
+  return Math.round(t * 100) / 100 < 60 ? `${num(t)} s` : clockText(t);
 }
 
 function span(a, b) {
-  if (b == null) return clock(a, 2);
-  return Math.max(a, b) < 60 ? `${a.toFixed(2)}–${b.toFixed(2)} s` : `${clock(a, 2)}–${clock(b, 2)}`;
+  if (b == null) return secs(a);
+  return Math.round(Math.max(a, b) * 100) / 100 < 60 ? `${num(a)}–${num(b)} s` : `${clockText(a)}–${clockText(b)}`;
 }
 
 function int8(value) {
@@ -350,7 +365,8 @@ function render({ model, el: host }) {
       const tick = el("div", major ? "qaudio-tick qaudio-tick-major" : "qaudio-tick");
       tick.style.left = pct(t);
       const x = ((t - a) / s) * w;
-      if (major && x < w - 44) tick.append(el("span", "qaudio-tick-label", clock(Math.round(t / minor) * minor, digits)));
+      const at = Math.round(t / minor) * minor + (model.get("origin") || 0);
+      if (major && x < w - 44) tick.append(el("span", "qaudio-tick-label", clock(at, digits)));
       ruler.append(tick);
     }
   }
@@ -431,7 +447,8 @@ function render({ model, el: host }) {
         chip.append(el("span", "qaudio-chip-cut", `clip ends at ${secs(g.clip_end)}`));
       }
     }
-    if (abs) title = `${title} · in the file: ${span(a, b)}`;
+    const o = model.get("origin") || 0;
+    if (abs) title = `${title} · in the file: ${span(a + o, b + o)}`;
     chip.title = title;
     chip.addEventListener("click", () => playRange(a, b, i));
     return chip;
@@ -478,11 +495,12 @@ function render({ model, el: host }) {
       const box = el("div", `qaudio-win qaudio-win-${w.status}`);
       box.dataset.start = String(w.start);
       box.dataset.end = String(w.end);
-      box.title = `window ${k + 1}: ${clock(w.start, 0)}–${clock(w.end, 0)} · ${w.status}`;
+      const name = w.label || `${clock(w.start, 0)}–${clock(w.end, 0)}`;
+      box.title = `window ${k + 1}: ${name} · ${w.status}`;
       winLayer.append(box);
 
       const row = el("div", `qaudio-row qaudio-row-${w.status}`);
-      const hdr = button("qaudio-row-head", `Play window ${k + 1}, ${clock(w.start, 0)} to ${clock(w.end, 0)}`, "play", `${clock(w.start, 0)}–${clock(w.end, 0)}`);
+      const hdr = button("qaudio-row-head", `Play window ${k + 1}, ${name}`, "play", name);
       hdr.dataset.start = String(w.start);
       hdr.addEventListener("click", () => playRange(w.start, w.end, `w${k}`));
       row.append(hdr);
@@ -841,6 +859,7 @@ function render({ model, el: host }) {
   onLabel();
   onPeaks();
   onSpectrogram().catch(() => (view.disabled = true));
+  if (model.get("lazy")) model.send({ type: "evidence" }); // a long clip: computed on first view
   audioUrl(model)
     .then((got) => {
       if (disposed) {
