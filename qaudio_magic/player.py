@@ -20,6 +20,7 @@ player (see :func:`selected_player`).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -437,6 +438,7 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
         self.offset = media.offset if media else 0.0
         self._scale = media.scale if media else 1.0
         self.fallback = ""  # plain text shown instead of the widget (a timeline's table)
+        self._loading = False
         self._top_db: float | None = None
         local = media is not None and media.clip is not None and media.audio is not None
         if media is not None:
@@ -479,8 +481,11 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
         if not isinstance(content, dict) or self.clip is None:
             return
         kind = content.get("type")
-        if kind == "evidence":
-            self._load_evidence()
+        if kind == "evidence" and self.lazy and not self._loading:
+            # a long clip: minutes of audio to analyse, off the kernel's main thread so
+            # cells (and zoom requests) keep running meanwhile; the traits sync when done
+            self._loading = True
+            threading.Thread(target=self._load_evidence, daemon=True).start()
         elif kind == "detail":
             try:
                 start, end = float(content["start"]), float(content["end"])
@@ -522,7 +527,9 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
                 "text": seg.text,
             }
             if isinstance(item, dict):  # a timeline's: label and window already decided
-                entry.update({k: item[k] for k in ("label", "window", "grounding") if k in item})
+                entry.update(
+                    {k: item[k] for k in ("label", "text", "window", "grounding") if k in item}
+                )
             elif seg.grounding is not None:
                 entry["grounding"] = seg.grounding.as_dict()
             out.append(entry)
@@ -615,6 +622,9 @@ def timeline(results: Sequence[Any]) -> Player | None:
     start = min(c.start for c in clips)
     ends = [c.end for c in clips]
     end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+    total = first.source_duration
+    if end is not None and total is not None and end >= total - 0.01:
+        end = None  # the windows reach the end: the player is of the file, not a window of it
     whole = replace(first, start=start, end=end)
     player = Player(whole)
     player.origin = player.offset

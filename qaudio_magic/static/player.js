@@ -282,11 +282,13 @@ function render({ model, el: host }) {
     let peaks = int8(model.get("peaks"));
     let p0 = 0;
     let p1 = d;
-    if (detail && detail.start <= a + 1e-6 && detail.end >= a + s - 1e-6) {
+    const fine = detail && detail.start <= a + 1e-6 && detail.end >= a + s - 1e-6;
+    if (fine) {
       peaks = detail.peaks;
       p0 = detail.start;
       p1 = detail.end;
     }
+    root.dataset.detail = fine ? `${detail.start.toFixed(3)}-${detail.end.toFixed(3)}` : "";
     const n = peaks.length >> 1;
     if (!n || !(p1 > p0)) {
       ctx.fillRect(0, mid - 0.5, w, 1);
@@ -432,7 +434,7 @@ function render({ model, el: host }) {
     chip.dataset.index = String(i);
     chip.dataset.start = String(a);
     chip.dataset.end = String(b);
-    let title = seg.text ? `mentioned as: ${seg.text}` : seg.label;
+    let title = seg.text && !abs ? `mentioned as: ${seg.text}` : seg.label;
     if (g) {
       chip.dataset.status = g.status || "unknown";
       chip.classList.add(`qaudio-chip-${g.status || "unknown"}`);
@@ -448,7 +450,7 @@ function render({ model, el: host }) {
       }
     }
     const o = model.get("origin") || 0;
-    if (abs) title = `${title} · in the file: ${span(a + o, b + o)}`;
+    if (abs) title = `said “${seg.text}” in this window · ${g ? g.text : seg.label} · in the file: ${span(a + o, b + o)}`;
     chip.title = title;
     chip.addEventListener("click", () => playRange(a, b, i));
     return chip;
@@ -516,7 +518,6 @@ function render({ model, el: host }) {
         body.append(document.createTextNode(text.slice(pos, at)));
         const chip = chipFor(seg, i, true);
         chip.classList.add("qaudio-chip-inline");
-        chip.title = `said “${seg.text}” in this window · ${chip.title}`;
         body.append(chip);
         pos = at + seg.text.length;
       }
@@ -546,12 +547,15 @@ function render({ model, el: host }) {
   }
 
   // ---------------------------------------------------------------- zoom and detail
+  function clampSpan(seconds) {
+    const least = (MIN_SECONDS_PER_100PX * (wave.clientWidth || 600)) / 100;
+    return Math.min(Math.max(seconds, least), duration());
+  }
+
   function setView(start, spanSeconds) {
     const d = duration();
     if (!d) return;
-    const w = wave.clientWidth || 600;
-    const least = (MIN_SECONDS_PER_100PX * w) / 100;
-    vspan = Math.min(Math.max(spanSeconds, least), d);
+    vspan = clampSpan(spanSeconds);
     if (vspan >= d - 1e-9) vspan = 0;
     const s = vspan || d;
     v0 = Math.min(Math.max(start, 0), Math.max(d - s, 0));
@@ -561,9 +565,11 @@ function render({ model, el: host }) {
 
   function zoom(factor, around) {
     const [a, s] = visible();
-    const t = around == null ? (audio.paused ? a + s / 2 : audio.currentTime) : around;
+    // around the pointer (wheel), else the playhead when it is in view, else the middle
+    const head = audio.currentTime || 0;
+    const t = around != null ? around : head > a && head < a + s ? head : a + s / 2;
     const f = s ? (t - a) / s : 0.5;
-    const next = s * factor;
+    const next = clampSpan(s * factor); // the anchor keeps its place on screen
     setView(t - f * next, next);
   }
 
