@@ -453,7 +453,13 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
             )
         super().__init__(**kwargs)
         if text is not None:
-            segments = find_segments(text, duration=self.duration or None, offset=self.offset)
+            found = find_segments(text, duration=self.duration or None, offset=self.offset)
+            if local and self.clip is not None and found:  # checked against the audio
+                from .grounding import ground_segments, map_for_window
+
+                smap = map_for_window(self.clip, self.offset, self.duration)
+                found = list(ground_segments(found, smap))
+            segments = found
         self.segments = list(segments)  # type: ignore[arg-type]
         self.on_msg(self._on_browser)
         if local:
