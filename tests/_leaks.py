@@ -60,7 +60,7 @@ def assert_no_leaks(
     port: int,
     threads_before: set[threading.Thread],
     *,
-    settle: float = 2.0,
+    settle: float = 10.0,
     sockets_before: Iterable[Any] = (),
 ) -> None:
     """No new thread alive; each open socket to ``port`` is an idle pooled connection

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,8 @@ from qaudio_magic._testing import TestingShell
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.session import Session, set_session
 from qaudio_magic.settings import Settings
+
+from ._media import make_media
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT / "notebooks" / "audio"  # small clips shipped with the repo
@@ -60,7 +64,7 @@ def ip(session: Session) -> Iterator[TestingShell]:
     shell.run_line_magic("config", "QAudioMagic.retries = 0")
     yield shell
     shell.run_line_magic("unload_ext", "qaudio_magic")
-    TestingShell.clear_instance()
+    shell.close()
 
 
 @pytest.fixture
@@ -68,12 +72,37 @@ def audio() -> Path:
     return AUDIO
 
 
-@pytest.fixture
-def corpus() -> Path:
-    """The shared audio corpus (always present in CI); tests skip without it."""
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every format, broken file and long recording the tests need, made from code
+    (tests/_media.py) in about a second, laid out like the shared corpus, with a MANIFEST."""
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(params=["made", "shared-corpus"])
+def media_sets(request: pytest.FixtureRequest, media: Path) -> Path:
+    """The made set, and the shared corpus too where it sits beside the repository (CI):
+    the same checks on the same sentence as encoded by ffmpeg and sox instead of PyAV."""
+    if request.param == "made":
+        return media
     if not SHARED_CORPUS.is_dir():
-        pytest.skip(f"audio corpus not found at {SHARED_CORPUS} (it ships beside the repo in CI)")
+        pytest.skip(
+            f"extra coverage only: the shared corpus is not beside this clone ({SHARED_CORPUS}); "
+            "the same checks ran on the made set"
+        )
     return SHARED_CORPUS
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a kernel. A pytest started in the background by
+    a non-interactive shell (``cmd &``, as CI scripts do) inherits SIGINT *ignored*, and then
+    ``_thread.interrupt_main()`` and a real SIGINT do nothing at all."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous is not None:  # None: set from outside Python, cannot be put back
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)
@@ -158,3 +187,15 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root.mkdir()
     with serve_folders(root, "127.0.0.1") as (server,):
         yield server.url, root
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Let the process end within a second or two of pytest's summary line.
+
+    By now pytest has made its last garbage collection (the one that reports objects whose
+    finalizers fail); what is left lives until exit. Python's shutdown would still scan
+    all of it several times over (with torch and transformers imported, a few seconds of
+    CPU); frozen, it is freed by reference counting alone.
+    """
+    gc.freeze()

@@ -47,15 +47,15 @@ def assert_nothing_happened(session: Session, emu: Emulator, before: int) -> Non
 
 
 @pytest.mark.parametrize(("name", "cls", "message"), BAD_FILES)
-def test_bad_corpus_files(
-    session: Session, emu: Emulator, corpus: Path, one_turn: int, name: str, cls, message: str
+def test_bad_files(
+    session: Session, emu: Emulator, media: Path, one_turn: int, name: str, cls, message: str
 ) -> None:
     with pytest.raises(QAudioError) as err:
-        ask_audio(corpus / "bad" / name, "Q", display=False)
+        ask_audio(media / "bad" / name, "Q", display=False)
     assert type(err.value) is cls and str(err.value) == message
     assert_nothing_happened(session, emu, one_turn)
     with pytest.raises(QAudioError) as err:  # the same bytes in memory
-        ask_audio((corpus / "bad" / name).read_bytes(), "Q", display=False)
+        ask_audio((media / "bad" / name).read_bytes(), "Q", display=False)
     assert type(err.value) is cls
     assert str(err.value).split(": ", 1)[1] == message.split(": ", 1)[1]  # same reason
     assert_nothing_happened(session, emu, one_turn)
@@ -63,10 +63,10 @@ def test_bad_corpus_files(
 
 @pytest.mark.parametrize(("name", "cls", "message"), BAD_FILES[:3])
 def test_bad_files_in_the_magic_are_one_line(
-    ip, emu: Emulator, corpus: Path, name: str, cls, message: str
+    ip, emu: Emulator, media: Path, name: str, cls, message: str
 ) -> None:
     with pytest.raises(UsageError) as err:
-        ip.run_cell_magic("qaudio", str(corpus / "bad" / name), "Q")
+        ip.run_cell_magic("qaudio", str(media / "bad" / name), "Q")
     assert str(err.value) == message and "\n" not in str(err.value)
     assert emu.requests == []
 
@@ -154,13 +154,13 @@ def test_url_that_404s(session: Session, emu: Emulator, file_server, one_turn: i
     assert_nothing_happened(session, emu, one_turn)
 
 
-def test_streaming_header_wav_works_and_half_wav_says_so(ip, emu: Emulator, corpus: Path) -> None:
+def test_streaming_header_wav_works_and_half_wav_says_so(ip, emu: Emulator, media: Path) -> None:
     answer = ip.run_cell_magic(
-        "qaudio", str(corpus / "bad/streaming_header_sizes_ffffffff.wav"), "Q"
+        "qaudio", str(media / "bad/streaming_header_sizes_ffffffff.wav"), "Q"
     )
     assert "1 audio clip (5.11 s)" in answer.text and answer.notes == ()
     with capture_output() as cap:
-        answer = ip.run_cell_magic("qaudio", str(corpus / "bad/truncated_half.wav"), "Q")
+        answer = ip.run_cell_magic("qaudio", str(media / "bad/truncated_half.wav"), "Q")
     assert "1 audio clip (2.55 s)" in answer.text
     note = (
         "truncated_half.wav: the file looks truncated: its header promises 5.1 s, "
@@ -170,8 +170,8 @@ def test_streaming_header_wav_works_and_half_wav_says_so(ip, emu: Emulator, corp
     assert f"note: {note}" in cap.outputs[-1].data["text/plain"]
 
 
-def test_amr_with_dtx_reaches_the_emulator_with_a_note(ip, emu: Emulator, corpus: Path) -> None:
+def test_amr_with_dtx_reaches_the_emulator_with_a_note(ip, emu: Emulator, media: Path) -> None:
     with capture_output() as cap:
-        answer = ip.run_cell_magic("qaudio", str(corpus / "formats/en_amrnb_12k2_dtx_sox.amr"), "Q")
+        answer = ip.run_cell_magic("qaudio", str(media / "formats/en_amrnb_12k2_dtx_sox.amr"), "Q")
     assert "1 audio clip (5.12 s)" in answer.text
     assert "became silence" in cap.outputs[-1].data["text/plain"]

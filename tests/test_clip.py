@@ -111,8 +111,8 @@ def test_ipywidgets_audio_bytes_and_url(audio: Path) -> None:
         AudioClip.from_source(ipywidgets.Audio())
 
 
-def test_bytes_with_and_without_a_format(corpus: Path) -> None:
-    data = (corpus / "formats/en_amrnb_12k2.amr").read_bytes()
+def test_bytes_with_and_without_a_format(media: Path) -> None:
+    data = (media / "formats/en_amrnb_12k2.amr").read_bytes()
     sniffed = AudioClip.from_source(data)
     hinted = AudioClip.from_bytes(data, format="amr", name="phone.amr")
     assert sniffed.info.codec == hinted.info.codec == "amr_nb"
@@ -121,8 +121,8 @@ def test_bytes_with_and_without_a_format(corpus: Path) -> None:
         AudioClip.from_bytes(b"")
 
 
-def test_windows_by_slice_and_time_text(corpus: Path) -> None:
-    clip = AudioClip.from_source(corpus / "long/long_95s_markers.wav")
+def test_windows_by_slice_and_time_text(media: Path) -> None:
+    clip = AudioClip.from_source(media / "long/long_95s_markers.wav")
     part = clip[80:110]
     assert part.window == (80.0, 110.0) and part.duration == pytest.approx(15.0)
     inner = part["0:05":"0:10"]  # relative to the window, m:ss allowed

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from qaudio_magic import ask_audio
-from qaudio_magic.emulator import Emulator
+from qaudio_magic.emulator import Emulator, RecordedRequest
 from qaudio_magic.emulator.faults import (
     Fault,
     FaultPlan,
@@ -74,6 +74,8 @@ def _request(emu: Emulator, route: str) -> tuple[str, dict[str, object], dict[st
 
 
 def call(emu: Emulator, route: str, header: str | None = None) -> Seen:
+    """One exchange; ``head_after`` is measured by the client, a lower bound on the delay
+    the emulator added (the clock starts before the request is sent)."""
     url, body, headers = _request(emu, route)
     if header:
         headers = {**headers, "X-Emulator-Fault": header}
@@ -100,6 +102,13 @@ def call(emu: Emulator, route: str, header: str | None = None) -> Seen:
     return seen
 
 
+def served(emu: Emulator) -> RecordedRequest:
+    """The last request, once the emulator is through with it (its log is complete)."""
+    sent = emu.requests[-1]
+    assert sent.done.wait(10)
+    return sent
+
+
 def _data(event: str) -> str:
     return "\n".join(
         line.partition(":")[2].strip() for line in event.splitlines() if line.startswith("data")
@@ -115,24 +124,31 @@ def _json_ok(text: str) -> bool:
 
 
 # ---------------------------------------------------------------------- what each knob does
-Check = Callable[[Seen, str], None]
+Check = Callable[[Seen, str, RecordedRequest], None]
 
 
-def _latency(seen: Seen, route: str) -> None:
-    assert seen.status == 200 and seen.head_after >= 0.15
+# Delays are checked as lower bounds (a loaded machine only adds time) and, where the
+# order of what the emulator sent matters, on the emulator's own log of when the head and
+# each event left: the client cannot tell two events sent 40 ms apart from two that
+# arrive together because it was busy.
+def _latency(seen: Seen, route: str, sent: RecordedRequest) -> None:
+    assert seen.status == 200 and seen.head_after >= 0.2
+    assert sent.fault.latency == 0.2 and sent.completed
 
 
-def _ttft(seen: Seen, route: str) -> None:
-    assert seen.status == 200 and seen.head_after < 0.15 and seen.events[0][0] >= 0.15
+def _ttft(seen: Seen, route: str, sent: RecordedRequest) -> None:
+    assert seen.status == 200 and seen.events and seen.events[0][0] >= 0.2
+    assert sent.head_at is not None and sent.events_at[0] - sent.head_at >= 0.2  # head first
 
 
-def _token_rate(seen: Seen, route: str) -> None:
-    times = [t for t, _ in seen.events]
-    assert len(times) > 5 and all(b - a >= 0.03 for a, b in itertools.pairwise(times[1:]))
+def _token_rate(seen: Seen, route: str, sent: RecordedRequest) -> None:
+    assert len(seen.events) > 5 and len(sent.events_at) == len(seen.events)
+    assert all(b - a >= 1 / 25 for a, b in itertools.pairwise(sent.events_at))
+    assert seen.events[-1][0] >= (len(seen.events) - 1) / 25  # paced, as the client saw it
 
 
 def _status(code: int, retry_after: str | None) -> Check:
-    def check(seen: Seen, route: str) -> None:
+    def check(seen: Seen, route: str, sent: RecordedRequest) -> None:
         assert seen.status == code
         assert seen.headers.get("retry-after") == retry_after
         payload = json.loads(seen.body)
@@ -141,11 +157,11 @@ def _status(code: int, retry_after: str | None) -> Check:
     return check
 
 
-def _reset(seen: Seen, route: str) -> None:
+def _reset(seen: Seen, route: str, sent: RecordedRequest) -> None:
     assert seen.status is None and seen.broken in ("RemoteProtocolError", "ReadError")
 
 
-def _cut_after(seen: Seen, route: str) -> None:
+def _cut_after(seen: Seen, route: str, sent: RecordedRequest) -> None:
     assert seen.status == 200 and seen.broken is not None
     if route in STREAMED:
         assert len(seen.events) == 2  # then the connection dropped
@@ -153,7 +169,7 @@ def _cut_after(seen: Seen, route: str) -> None:
         assert not _json_ok(seen.body.strip())  # half a JSON body
 
 
-def _error_after(seen: Seen, route: str) -> None:
+def _error_after(seen: Seen, route: str, sent: RecordedRequest) -> None:
     if route in STREAMED:
         assert len(seen.events) == 2
         last = seen.events[-1][1]
@@ -163,7 +179,7 @@ def _error_after(seen: Seen, route: str) -> None:
         assert seen.status == 400 and json.loads(seen.body)["code"] == "DataInspectionFailed"
 
 
-def _malformed(seen: Seen, route: str) -> None:
+def _malformed(seen: Seen, route: str, sent: RecordedRequest) -> None:
     assert seen.status == 200
     if route in STREAMED:
         assert seen.events and not _json_ok(_data(seen.events[0][1]))
@@ -172,7 +188,7 @@ def _malformed(seen: Seen, route: str) -> None:
 
 
 def _sse_body(ctype: str) -> Check:
-    def check(seen: Seen, route: str) -> None:
+    def check(seen: Seen, route: str, sent: RecordedRequest) -> None:
         assert seen.status == 400 and seen.headers["content-type"].startswith(ctype)
         assert seen.body.startswith("id:1\nevent:error\n:HTTP_STATUS/400\ndata:")
 
@@ -205,16 +221,18 @@ CASES = [
 def test_knob_by_api_then_normal(emu: Emulator, knob: str, route: str) -> None:
     spec, check, _ = KNOBS[knob]
     emu.add_fault(spec + ";times=1")
-    check(call(emu, route), route)
+    check(call(emu, route), route, served(emu))
     normal = call(emu, route)  # times=1: the next request is served normally
     assert normal.status == 200 and normal.broken is None
+    assert served(emu).fault == Fault() and served(emu).completed
 
 
 @pytest.mark.parametrize(("knob", "route"), CASES)
 def test_knob_by_header(emu: Emulator, knob: str, route: str) -> None:
     spec, check, _ = KNOBS[knob]
-    check(call(emu, route, header=spec), route)
+    check(call(emu, route, header=spec), route, served(emu))
     assert call(emu, route).status == 200  # the header applies to its own request only
+    assert emu.requests[-1].fault == Fault()
 
 
 def test_faults_without_a_path_spare_the_upload_and_slow_upload_slows_the_form(
@@ -383,5 +401,5 @@ def test_slow_upload_and_upload_faults_on_the_oss_form(emu: Emulator, delivery: 
     spec = "status=503;retry_after=1" + (";path=/oss" if delivery == "api" else "")
     response, _ = upload(spec, "b.wav")
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    response, took = _raw_upload(emu, "c.wav")  # and then a normal, quick upload
-    assert response.status_code == 200 and took < 0.3
+    response, _ = _raw_upload(emu, "c.wav")  # and then a normal upload, not slowed
+    assert response.status_code == 200 and emu.requests[-1].fault == Fault()

@@ -34,9 +34,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    server: _Quiet
+
     def do_GET(self) -> None:
-        if self.path == "/slow":
-            time.sleep(3)
+        if self.path == "/slow":  # holds its answer until the test is over
+            self.server.release.wait(60)
+            self.server.slow_answered.set()
         body = BIG if self.path == "/big" else b"ok"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -58,15 +61,30 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Quiet(ThreadingHTTPServer):
     daemon_threads = True
+    # /slow answers only when `release` is set (at teardown): a client that returns before
+    # then stopped waiting on its own (a timeout, Ctrl-C) while the server still held it
+    release: threading.Event
+    slow_answered: threading.Event
+
+    def server_activate(self) -> None:
+        self.release, self.slow_answered = threading.Event(), threading.Event()
+        super().server_activate()
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that give up (timeouts, Ctrl-C) are the point of these tests
 
 
-def _serve(server: ThreadingHTTPServer) -> Iterator[str]:
+SERVERS: dict[str, _Quiet] = {}  # host:port -> its server, for the tests' checks
+
+
+def _serve(server: _Quiet) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
+    host = f"127.0.0.1:{server.server_address[1]}"
+    SERVERS[host] = server
+    yield host
+    del SERVERS[host]
+    server.release.set()
     server.shutdown()
     thread.join()
     server.server_close()
@@ -136,7 +154,8 @@ def test_a_quiet_server_times_out_as_configured(
         started = time.perf_counter()
         with pytest.raises(httpx.ReadTimeout):
             client.get(f"{scheme}://{host}/slow")
-        assert 0.35 <= time.perf_counter() - started < 2.0
+        assert time.perf_counter() - started >= 0.35
+        assert not SERVERS[host].slow_answered.is_set()  # it gave up; nobody answered
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -148,12 +167,12 @@ def test_ctrl_c_stops_a_wait_within_a_slice(
         client.get(f"{scheme}://{host}/ok")  # connected, and kept alive
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()
-        started = time.perf_counter()
         with pytest.raises(KeyboardInterrupt):
             client.get(f"{scheme}://{host}/slow")
-        took = time.perf_counter() - started
         timer.join()
-        assert took < 1.0, f"Ctrl-C took {took:.2f} s"
+        # interrupt_main wakes no system call: only a read waiting in slices sees Ctrl-C
+        # while the server still holds its answer (an unsliced one would wait 60 s for it)
+        assert not SERVERS[host].slow_answered.is_set()
         assert client.get(f"{scheme}://{host}/ok").text == "ok"  # the client still works
 
 
@@ -179,14 +198,15 @@ def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
             started = time.perf_counter()
             with pytest.raises(httpx.ConnectTimeout):
                 client.get(f"http://127.0.0.1:{port}/")
-            assert 0.3 <= time.perf_counter() - started < 2.0
+            assert time.perf_counter() - started >= 0.3
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()
-        with _client(connect=10) as client:
+        with _client(connect=60) as client:
             started = time.perf_counter()
             with pytest.raises(KeyboardInterrupt):
                 client.get(f"http://127.0.0.1:{port}/")
-            assert time.perf_counter() - started < 1.0  # Ctrl-C while connecting
+            # Ctrl-C while connecting, long before the 60 s connect timeout (how soon: bench)
+            assert time.perf_counter() - started < 30
             timer.join()
     finally:
         for s in fillers:
@@ -197,11 +217,11 @@ def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
 def test_sliced_sleep_sleeps_and_stops_on_ctrl_c() -> None:
     started = time.perf_counter()
     sliced_sleep(0.25)
-    assert 0.25 <= time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started >= 0.25
     timer = threading.Timer(0.2, _thread.interrupt_main)
     timer.start()
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        sliced_sleep(10)
-    assert time.perf_counter() - started < 0.6
+        sliced_sleep(120)
+    assert time.perf_counter() - started < 60  # stopped, not slept out (how soon: bench)
     timer.join()

@@ -110,9 +110,9 @@ def test_segment_changes_never_resend_audio(audio: Path) -> None:
 
 
 def test_unplayable_or_big_audio_is_reencoded(
-    audio: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+    audio: Path, media: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gsm = Player(corpus / "formats" / "en_gsm_ms_8k_mono.wav")
+    gsm = Player(media / "formats" / "en_gsm_ms_8k_mono.wav")
     assert gsm.audio.mime == "audio/wav" and probe(bytes(gsm.audio.value)).codec == "pcm_s16le"
     monkeypatch.setattr(player_mod, "MAX_INLINE_BYTES", 100_000)  # the 192 KB WAV is "too big"
     big = Player(audio / WORDS)
@@ -252,9 +252,9 @@ def test_follow_up_shows_a_player_for_the_conversation_clip(ip, emu: Emulator, a
     assert WORDS in last.data["text/plain"]
 
 
-def test_times_are_relative_to_what_was_sent(ip, emu: Emulator, corpus: Path) -> None:
+def test_times_are_relative_to_what_was_sent(ip, emu: Emulator, media: Path) -> None:
     """A 95 s clip: the model hears 0–30 s, so 45 s is not a link; windows keep absolute times."""
-    long = corpus / "long" / "long_95s_markers.wav"
+    long = media / "long" / "long_95s_markers.wav"
     emu.reply_with("Marker 1 is at 10 s, marker 4 at 45 s.")
     answer = ask_audio(str(long), "Where are the markers?", display=False)
     assert [s.as_tuple() for s in answer.segments] == [(10.0, None)]

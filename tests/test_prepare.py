@@ -38,12 +38,13 @@ def beep_hz(pcm: np.ndarray, at: float, rate: int = 16_000) -> float:
 
 
 @pytest.mark.parametrize("upload", ["auto", "never"])
-def test_every_corpus_format_reaches_the_emulator(
-    session: Session, emu: Emulator, corpus: Path, upload: str
+def test_every_format_reaches_the_emulator(
+    session: Session, emu: Emulator, media_sets: Path, upload: str
 ) -> None:
+    media = media_sets
     session.configure(upload=upload)
-    rows = manifest(corpus)
-    for path in sorted((corpus / "formats").iterdir()):
+    rows = manifest(media)
+    for path in sorted((media / "formats").iterdir()):
         rel = f"formats/{path.name}"
         ask_audio(path, "What is said?", display=False, new=True)
         (item,) = sent(emu)
@@ -59,9 +60,9 @@ def test_every_corpus_format_reaches_the_emulator(
     assert len(emu.upload_requests()) == (18 if upload == "auto" else 0)
 
 
-def test_long_clip_sends_30_s_and_says_so(ip, emu: Emulator, corpus: Path) -> None:
+def test_long_clip_sends_30_s_and_says_so(ip, emu: Emulator, media: Path) -> None:
     with capture_output() as cap:
-        answer = ip.run_cell_magic("qaudio", str(corpus / "long/long_95s_markers.wav"), "Q")
+        answer = ip.run_cell_magic("qaudio", str(media / "long/long_95s_markers.wav"), "Q")
     note = (
         "long_95s_markers.wav is 95.0 s long: only 30 s (0–30 s) is sent, 65.0 s dropped. "
         "Use --start/--end (or clip[a:b]) to choose the part."
@@ -77,10 +78,10 @@ def test_long_clip_sends_30_s_and_says_so(ip, emu: Emulator, corpus: Path) -> No
 
 
 @pytest.mark.parametrize("window", ["--start 60 --end 90", "--start 1:00 --end 1:30"])
-def test_start_end_send_that_part(ip, emu: Emulator, corpus: Path, window: str) -> None:
+def test_start_end_send_that_part(ip, emu: Emulator, media: Path, window: str) -> None:
     with capture_output() as cap:
         answer = ip.run_cell_magic(
-            "qaudio", f"{corpus / 'long/long_95s_markers.wav'} {window}", "Which marker?"
+            "qaudio", f"{media / 'long/long_95s_markers.wav'} {window}", "Which marker?"
         )
     (item,) = sent(emu)
     assert item.duration == pytest.approx(30.0, abs=0.01)
@@ -91,11 +92,11 @@ def test_start_end_send_that_part(ip, emu: Emulator, corpus: Path, window: str) 
 
 
 def test_slice_of_a_clip_and_the_player_holds_that_window(
-    session: Session, emu: Emulator, corpus: Path
+    session: Session, emu: Emulator, media: Path
 ) -> None:
     from qaudio_magic.view import AnswerView
 
-    clip = AudioClip.from_source(corpus / "long/long_95s_markers_32k.mp3")
+    clip = AudioClip.from_source(media / "long/long_95s_markers_32k.mp3")
     ask_audio(clip[80:95], "Q", display=False)
     (item,) = sent(emu)
     assert item.duration == pytest.approx(15.0, abs=0.01)
@@ -117,10 +118,10 @@ def test_slice_of_a_clip_and_the_player_holds_that_window(
     ],
 )
 def test_large_wavs_arrive_within_limits(
-    session: Session, emu: Emulator, corpus: Path, upload: str, rel: str, seconds: float
+    session: Session, emu: Emulator, media: Path, upload: str, rel: str, seconds: float
 ) -> None:
     session.configure(upload=upload)
-    answer = ask_audio(corpus / rel, "Q", display=False)
+    answer = ask_audio(media / rel, "Q", display=False)
     (item,) = sent(emu)
     assert item.size <= 10_000_000 and item.duration == pytest.approx(seconds, abs=0.01)
     assert (item.sample_rate, item.channels) == (16_000, 1)
@@ -152,11 +153,11 @@ def test_accepted_original_over_the_inline_budget_is_reencoded(
 
 
 def test_url_passes_through_and_a_window_of_it_is_fetched(
-    session: Session, emu: Emulator, audio: Path, corpus: Path, file_server
+    session: Session, emu: Emulator, audio: Path, media: Path, file_server
 ) -> None:
     base, root = file_server
     (root / "speech.wav").write_bytes((audio / "speech_en.wav").read_bytes())
-    (root / "long.mp3").write_bytes((corpus / "long/long_95s_markers_32k.mp3").read_bytes())
+    (root / "long.mp3").write_bytes((media / "long/long_95s_markers_32k.mp3").read_bytes())
     ask_audio(f"{base}/speech.wav", "Q", display=False)
     (item,) = sent(emu)
     assert item.kind == "url" and item.duration == pytest.approx(5.106, abs=0.01)
@@ -170,10 +171,10 @@ def test_url_passes_through_and_a_window_of_it_is_fetched(
 
 
 def test_url_download_is_capped(
-    session: Session, emu: Emulator, corpus: Path, file_server, monkeypatch
+    session: Session, emu: Emulator, media: Path, file_server, monkeypatch
 ) -> None:
     base, root = file_server
-    (root / "long.mp3").write_bytes((corpus / "long/long_95s_markers_32k.mp3").read_bytes())
+    (root / "long.mp3").write_bytes((media / "long/long_95s_markers_32k.mp3").read_bytes())
     monkeypatch.setattr(sources, "MAX_FETCH_BYTES", 100_000)
     clip = AudioClip.from_source(f"{base}/long.mp3")
     with pytest.raises(AudioTooLargeError) as err:
@@ -184,8 +185,8 @@ def test_url_download_is_capped(
     assert emu.requests == []
 
 
-def test_dry_run_shows_the_plan_and_sends_nothing(ip, emu: Emulator, corpus: Path) -> None:
-    long = corpus / "long/long_95s_markers.wav"
+def test_dry_run_shows_the_plan_and_sends_nothing(ip, emu: Emulator, media: Path) -> None:
+    long = media / "long/long_95s_markers.wav"
     with capture_output() as cap:
         plan = ip.run_cell_magic("qaudio", f"{long} --start 60 --end 90 --dry-run", "Q")
     assert cap.outputs == []  # shown as the cell's value, like any result
@@ -215,10 +216,10 @@ def test_dry_run_shows_the_plan_and_sends_nothing(ip, emu: Emulator, corpus: Pat
     assert emu.requests == []
 
 
-def test_estimate_next_to_the_service_count(ip, emu: Emulator, corpus: Path) -> None:
-    answer = ip.run_cell_magic("qaudio", str(corpus / "long/long_95s_markers.wav"), "Q")
+def test_estimate_next_to_the_service_count(ip, emu: Emulator, media: Path) -> None:
+    answer = ip.run_cell_magic("qaudio", str(media / "long/long_95s_markers.wav"), "Q")
     assert "audio 30.0 s ≈ 750 tok (service: 750)" in answer.footer()
-    short = ip.run_cell_magic("qaudio", str(corpus / "speech/speech_en_single_word_yes.wav"), "Q")
+    short = ip.run_cell_magic("qaudio", str(media / "speech/speech_en_single_word_yes.wav"), "Q")
     assert "≈ 775 tok (service: 775)" in short.footer()  # 750 + the 0.38 s clip's minimum of 25
 
 

@@ -49,7 +49,8 @@ def browser_upload(rec: Recorder, path: Path, mime: str = "") -> None:
     front_end(rec._upload, {"value": [item]}, {("value", 0, "content"): data})
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll until ``check()`` holds; the timeout only ends a test that is already failing."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
@@ -171,7 +172,9 @@ def test_too_long_take_stops_itself_and_says_so(webm: bytes) -> None:
 
 def test_lost_take_over_the_message_limit_is_reported(webm: bytes) -> None:
     """The browser recorded (blob URL arrived) but the bytes never came: say so, not nothing."""
-    mic = Recorder("mic", arrival_timeout=0.1)
+    # the blob URL must be seen before the kernel gives up waiting: a second leaves room
+    # for any machine between two lines of this test
+    mic = Recorder("mic", arrival_timeout=1.0)
     mic.start()
     mic.stop()
     front_end(mic._webrtc, {"_data_src": "blob:http://127.0.0.1/take"})
@@ -290,14 +293,14 @@ def test_close_drops_every_widget(webm: bytes) -> None:
     [("ogg", "en_opus.opus", "opus"), ("mp4", "en_aac_fragmented.mp4", "aac")],
 )
 def test_other_browsers_containers(
-    session, emu: Emulator, corpus: Path, fmt: str, file: str, codec: str
+    session, emu: Emulator, media: Path, fmt: str, file: str, codec: str
 ) -> None:
     """Firefox can record Ogg/Opus, Safari fragmented MP4/AAC: same path, same result."""
     mic = Recorder("mic", format=fmt)
     mic.start()
     assert mic._webrtc.format == fmt and mic._player.format == fmt
     mic.stop()
-    browser_take(mic, (corpus / "formats" / file).read_bytes())
+    browser_take(mic, (media / "formats" / file).read_bytes())
     assert mic.takes[0].info.codec == codec
     answer = ask_audio(mic, "What is said?")
     assert answer.clips[0] is mic.takes[0]

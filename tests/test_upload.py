@@ -20,17 +20,14 @@ from qaudio_magic.emulator.upload import FORM_FIELDS, _parse_form
 from qaudio_magic.errors import APIError, ConfigError
 from qaudio_magic.session import Session
 
-from .conftest import ROOT, TEST_KEY
+from .conftest import TEST_KEY
 
-CAPTURES = ROOT.parent / "shared" / "protocol" / "captures"
+CAPTURES = Path(__file__).parent / "data" / "captures"  # copied from shared/protocol/captures
 MODEL = "qwen-audio-turbo-latest"
 
 
 def capture(name: str) -> dict:
-    path = CAPTURES / name
-    if not path.is_file():
-        pytest.skip(f"SDK captures not found at {CAPTURES} (they ship beside the repo in CI)")
-    return json.loads(path.read_text())
+    return json.loads((CAPTURES / name).read_text())
 
 
 def clip_30s(tmp_path: Path, name: str = "interview.wav", hz: float = 220.0) -> Path:
@@ -307,7 +304,7 @@ def test_slow_upload_fault_is_honoured(session: Session, emu: Emulator, audio: P
     assert time.perf_counter() - started >= 0.3
 
 
-def test_emulator_enforces_the_service_limits(emu: Emulator, corpus: Path) -> None:
+def test_emulator_enforces_the_service_limits(emu: Emulator, media: Path) -> None:
     """Over 10 MB (base64 or oss://) and undecodable audio: the documented error shapes."""
     url = f"{emu.base_url}/services/aigc/multimodal-generation/generation"
     headers = {"Authorization": f"Bearer {TEST_KEY}", "X-DashScope-OssResourceResolve": "enable"}
@@ -320,12 +317,12 @@ def test_emulator_enforces_the_service_limits(emu: Emulator, corpus: Path) -> No
         }
         return httpx.post(url, json=body, headers=headers, timeout=30)
 
-    big = (corpus / "long/big_65s_48k_stereo_12.5MB.wav").read_bytes()
+    big = (media / "long/big_65s_48k_stereo_12.5MB.wav").read_bytes()
     inline = call("data:;base64," + base64.b64encode(big[:8_000_000]).decode())
     assert inline.status_code == 400 and inline.json()["code"] == "InvalidParameter"
     assert "the limit is 10 MB" in inline.json()["message"]
     png = call(
-        "data:;base64," + base64.b64encode((corpus / "bad/png_renamed.wav").read_bytes()).decode()
+        "data:;base64," + base64.b64encode((media / "bad/png_renamed.wav").read_bytes()).decode()
     )
     assert png.status_code == 400 and png.json()["message"] == "File format is not supported."
     emu.oss_store.put("dashscope-instant/emulator/t/big.wav", big, MODEL, "audio/x-wav")

@@ -69,9 +69,9 @@ def test_window_settings_are_checked_before_anything_is_sent(
 
 # ---------------------------------------------------------------------- end to end
 def test_95_s_clip_in_30_s_windows_with_absolute_times(
-    session: Session, emu: Emulator, corpus: Path
+    session: Session, emu: Emulator, media: Path
 ) -> None:
-    source = corpus / "long" / "long_95s_markers.wav"
+    source = media / "long" / "long_95s_markers.wav"
     answers = ask_audio(source, "Which marker is spoken?", windows=30, progress=False)
     assert isinstance(answers, Answers) and len(answers) == 4
     assert [a.clips[0].window for a in answers] == [(0, 30), (30, 60), (60, 90), (90, 95)]
@@ -91,8 +91,8 @@ def test_95_s_clip_in_30_s_windows_with_absolute_times(
     assert frame["start"].tolist() == [0, 30, 60, 90] and frame["end"].tolist() == [30, 60, 90, 95]
 
 
-def test_magic_windows_with_overlap_shows_a_timeline(ip, emu: Emulator, corpus: Path) -> None:
-    source = corpus / "long" / "long_95s_markers_32k.mp3"
+def test_magic_windows_with_overlap_shows_a_timeline(ip, emu: Emulator, media: Path) -> None:
+    source = media / "long" / "long_95s_markers_32k.mp3"
     answers = ip.run_cell_magic("qaudio", f"{source} --windows 30 --overlap 5", "What is said?")
     assert [a.clips[0].window for a in answers] == [(0, 30), (25, 55), (50, 80), (75, 95)]
     text = answers._repr_mimebundle_()[0]["text/plain"]
@@ -109,9 +109,9 @@ def test_magic_windows_with_overlap_shows_a_timeline(ip, emu: Emulator, corpus: 
 
 
 def test_windows_of_a_slice_keep_the_recordings_times(
-    session: Session, emu: Emulator, corpus: Path
+    session: Session, emu: Emulator, media: Path
 ) -> None:
-    clip = AudioClip.from_source(corpus / "long" / "long_95s_markers.wav")
+    clip = AudioClip.from_source(media / "long" / "long_95s_markers.wav")
     answers = ask_audio(clip[30:90], "Q", windows=30, progress=False)
     assert [a.clips[0].window for a in answers] == [(30, 60), (60, 90)]
     beeps = sorted(dominant_hz(received_pcm(r)[:1600]) for r in emu.generation_requests())
@@ -119,9 +119,9 @@ def test_windows_of_a_slice_keep_the_recordings_times(
 
 
 def test_windowed_answers_are_cached_per_window(
-    session: Session, emu: Emulator, corpus: Path
+    session: Session, emu: Emulator, media: Path
 ) -> None:
-    source = corpus / "long" / "long_95s_markers.wav"
+    source = media / "long" / "long_95s_markers.wav"
     first = ask_audio(source, "Q", windows=30, progress=False)
     emu.clear()
     again = ask_audio(source, "Q", windows=30, progress=False)

@@ -49,6 +49,15 @@ class RecordedRequest:
     json: Any = field(default=None, repr=False)
     audio: list[ReceivedAudio] = field(default_factory=list)
     status: int | None = None  # what the emulator answered
+    # What the emulator did, for tests to check order and causality without a clock of
+    # their own: the fault it applied (``Fault()``: none), when (``time.monotonic()``) the
+    # response head and each streamed event left, whether the whole reply was written,
+    # and an event set once the emulator is through with the request, however it ended.
+    fault: Fault = field(default_factory=Fault)
+    head_at: float | None = None
+    events_at: list[float] = field(default_factory=list)
+    completed: bool = False
+    done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 @dataclass
@@ -110,18 +119,25 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         record = RecordedRequest(self.command, split.path, parse_qs(split.query), headers, body)
         fault = self.server.faults.pick(split.path, headers.get("x-emulator-fault"))
+        record.fault = fault
         self.server.record(record)
+        try:
+            self._answer(record, fault, split.path, received)
+        finally:
+            record.done.set()
+
+    def _answer(self, record: RecordedRequest, fault: Fault, path: str, received: float) -> None:
         if fault.reset:
             time.sleep(fault.latency)
             self._reset()
             return
-        route = self.server.route_for(self.command, split.path)
+        route = self.server.route_for(self.command, path)
         if route is None:
             reply = Reply(
                 404,
                 {
                     "code": "NotFound",
-                    "message": f"no route {split.path}",
+                    "message": f"no route {path}",
                     "request_id": str(uuid.uuid4()),
                 },
             )
@@ -166,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         # as a real service's own work is part of the latency its clients see.
         time.sleep(max(0.0, fault.latency - (time.monotonic() - received)))
         try:
-            self._send(reply, fault)
+            record.completed = self._send(reply, fault, record)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -181,13 +197,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
-    def _send(self, reply: Reply, fault: Fault) -> None:
+    def _send(self, reply: Reply, fault: Fault, record: RecordedRequest) -> bool:
+        """Write the reply; False when a fault broke it off on purpose."""
         if reply.frames is None:
-            self._send_body(reply, fault)
-            return
+            return self._send_body(reply, fault, record)
         if fault.sse_as_json or fault.sse_error:
-            self._send_sse_error(reply, fault)
-            return
+            return self._send_sse_error(reply, fault, record)
         self.send_response(reply.status)
         self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
         self.send_header("Transfer-Encoding", "chunked")
@@ -196,6 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.flush()
+        record.head_at = time.monotonic()
         if fault.ttft:
             time.sleep(fault.ttft)
         # Frames made back to back (no token rate, no fault mid-stream) leave in one write:
@@ -209,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
                 rid = frame.data.get("request_id", rid)
             if fault.cut_after >= 0 and n >= fault.cut_after:
                 self._reset()
-                return
+                return False
             if fault.error_after >= 0 and n >= fault.error_after:
                 code, message = default_error(fault.status or 400)
                 frame = Frame(
@@ -222,6 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
                     fault.status or 400,
                 )
                 self._chunk(self._frame_bytes(reply, frame, n + 1, fault))
+                record.events_at.append(time.monotonic())
                 break
             if n and fault.token_rate:
                 time.sleep(1.0 / fault.token_rate)
@@ -229,10 +246,14 @@ class _Handler(BaseHTTPRequestHandler):
                 pending.append(_chunked(self._frame_bytes(reply, frame, n + 1, fault)))
             else:
                 self._chunk(self._frame_bytes(reply, frame, n + 1, fault))
+                record.events_at.append(time.monotonic())
             n += 1
         pending.append(b"0\r\n\r\n")
         self.wfile.write(b"".join(pending))
         self.wfile.flush()
+        if together:
+            record.events_at.extend([time.monotonic()] * n)
+        return True
 
     def _frame_bytes(self, reply: Reply, frame: Frame, n: int, fault: Fault) -> bytes:
         data = (
@@ -252,10 +273,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(_chunked(payload))
         self.wfile.flush()
 
-    def _send_body(self, reply: Reply, fault: Fault) -> None:
+    def _send_body(self, reply: Reply, fault: Fault, record: RecordedRequest) -> bool:
         if fault.sse_as_json or fault.sse_error:
-            self._send_sse_error(reply, fault)
-            return
+            return self._send_sse_error(reply, fault, record)
         if isinstance(reply.body, bytes):
             payload, ctype = (
                 reply.body,
@@ -274,15 +294,17 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in reply.headers.items():
             self.send_header(k, v)
         self.end_headers()
+        record.head_at = time.monotonic()
         if fault.cut_after >= 0:  # a body cut off half-way: the connection drops mid-answer
             self.wfile.write(payload[: len(payload) // 2])
             self.wfile.flush()
             self._reset()
-            return
+            return False
         self.wfile.write(payload)
         self.wfile.flush()
+        return True
 
-    def _send_sse_error(self, reply: Reply, fault: Fault) -> None:
+    def _send_sse_error(self, reply: Reply, fault: Fault, record: RecordedRequest) -> bool:
         """A 4xx whose body is SSE frames, labelled JSON (seen in the wild) or event-stream."""
         status = fault.status or 400
         code, message = default_error(status)
@@ -301,8 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", f"{ctype};charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        record.head_at = time.monotonic()
         self.wfile.write(payload)
         self.wfile.flush()
+        return True
 
 
 def _chunked(payload: bytes) -> bytes:

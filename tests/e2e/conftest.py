@@ -96,7 +96,7 @@ class JupyterServer:
         """A second client on the notebook's kernel: it shares the notebook's namespace."""
         from jupyter_client import BlockingKernelClient
 
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for sess in self.api("/api/sessions"):
                 if sess.get("path", "").endswith(notebook):
@@ -106,7 +106,7 @@ class JupyterServer:
                         client = BlockingKernelClient(connection_file=str(conn))
                         client.load_connection_file()
                         client.start_channels()
-                        client.wait_for_ready(timeout=30)
+                        client.wait_for_ready(timeout=60)
                         return client
             time.sleep(0.3)
         raise AssertionError(f"no kernel session for {notebook}")

@@ -30,7 +30,7 @@ def _kernel_eval(client, expr: str) -> object:
     """Evaluate ``expr`` in the notebook's kernel (a second client shares its namespace)."""
     keep = _Keep()
     reply = client.execute_interactive(
-        f"import json as _j; print(_j.dumps({expr}))", timeout=30, output_hook=keep
+        f"import json as _j; print(_j.dumps({expr}))", timeout=60, output_hook=keep
     )
     assert reply["content"]["status"] == "ok", reply["content"]
     return json.loads(keep.text)
@@ -62,13 +62,15 @@ def test_record_then_ask(open_notebook, jupyter, browser_emulator: Emulator, app
     # before any take, asking refuses with one clear line (and Run All stops there)
     nb.output("press record first")
     status = nb.panel.locator(".jp-OutputArea-output", has_text="Press Record").first
-    status.wait_for(timeout=30_000)
+    status.wait_for(timeout=60_000)
     record = nb.panel.locator("button", has_text="Record").first
+    clicked = time.monotonic()
     record.click()
-    nb.output("Recording…", timeout=15)
+    nb.output("Recording…", timeout=60)
     time.sleep(RECORD_SECONDS)
     nb.panel.locator("button", has_text="Stop").first.click()
-    nb.output("Take 1", timeout=30)
+    nb.output("Take 1", timeout=60)
+    held = time.monotonic() - clicked  # the take was recorded within this span
     assert "opus 48 kHz mono" in nb.output("Take 1").inner_text()
 
     before = len(browser_emulator.generation_requests())
@@ -93,9 +95,11 @@ def test_record_then_ask(open_notebook, jupyter, browser_emulator: Emulator, app
             client, "[mic.takes[-1].duration, mic.takes[-1].info.codec, len(mic.takes)]"
         )
         assert (codec, n) == ("opus", 1)
-        # what was recorded reached the model: same length after re-encoding, about the time held
+        # what was recorded reached the model: same length after re-encoding, and about the
+        # time the button was held: at least the seconds slept between Record and Stop (less
+        # what the browser takes to start), at most the span from Record's click to the take
         assert abs(received.duration - duration) < 0.1, (received.duration, duration)
-        assert RECORD_SECONDS - 1.0 < received.duration < RECORD_SECONDS + 1.5, received.duration
+        assert RECORD_SECONDS - 1.0 < received.duration <= held, (received.duration, held)
         pcm = decode(received.data)
         assert float(np.sqrt(np.mean(pcm**2))) > 0.01, "the take reached the model as silence"
 
@@ -103,7 +107,7 @@ def test_record_then_ask(open_notebook, jupyter, browser_emulator: Emulator, app
         with nb.page.expect_file_chooser() as chooser:
             nb.panel.locator("button", has_text="Upload audio").first.click()
         chooser.value.set_files(str(AUDIO / "en_mp3_64k.mp3"))
-        assert "mp3" in nb.output("Take 2 (en_mp3_64k.mp3)", timeout=30).inner_text()
+        assert "mp3" in nb.output("Take 2 (en_mp3_64k.mp3)", timeout=60).inner_text()
         assert _kernel_eval(client, "[mic.takes[-1].info.codec, len(mic._upload.value)]") == [
             "mp3",
             0,
@@ -111,11 +115,13 @@ def test_record_then_ask(open_notebook, jupyter, browser_emulator: Emulator, app
 
         # too long: the kernel stops the take at the cap by itself, and says so
         _kernel_eval(client, "setattr(mic, 'max_seconds', 1.5)")
+        clicked = time.monotonic()
         nb.panel.locator("button", has_text="Record").first.click()
-        capped = nb.output("Take 3", timeout=30).inner_text()
+        capped = nb.output("Take 3", timeout=60).inner_text()
+        held = time.monotonic() - clicked
         assert "stopped at the 1.5 s limit" in capped, capped
         (seconds,) = _kernel_eval(client, "[mic.takes[-1].duration]")  # type: ignore[misc]
-        assert 0.8 < seconds < 2.5, seconds
+        assert 0.8 < seconds <= held, (seconds, held)
     finally:
         client.stop_channels()
     nb.assert_no_widget_errors()
@@ -124,7 +130,7 @@ def test_record_then_ask(open_notebook, jupyter, browser_emulator: Emulator, app
     path = jupyter.root / name
     saved_before = path.stat().st_mtime
     nb.page.keyboard.press("Control+s")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while path.stat().st_mtime == saved_before and time.monotonic() < deadline:
         time.sleep(0.2)
     text = path.read_text()
@@ -161,15 +167,15 @@ def test_refused_microphone_says_so_and_upload_still_works(jupyter, browser) -> 
         nb.wait_kernel_idle()
         nb.run_all()
         nb.panel.locator("button", has_text="Record").first.click()
-        nb.output("Recording…", timeout=15)
+        nb.output("Recording…", timeout=60)
         time.sleep(0.5)
         nb.panel.locator("button", has_text="Stop").first.click()
-        warning = nb.output("no recording arrived from the browser", timeout=20).inner_text()
+        warning = nb.output("no recording arrived from the browser", timeout=60).inner_text()
         assert "microphone may be blocked" in warning and "Upload" in warning
         with page.expect_file_chooser() as chooser:
             nb.panel.locator("button", has_text="Upload audio").first.click()
         chooser.value.set_files(str(AUDIO / "en_opus_stream.webm"))
-        assert "5.1 s" in nb.output("Take 1 (en_opus_stream.webm)", timeout=30).inner_text()
+        assert "5.1 s" in nb.output("Take 1 (en_opus_stream.webm)", timeout=60).inner_text()
         nb.assert_no_widget_errors()
     finally:
         page.close()
@@ -195,7 +201,7 @@ def test_take_over_the_message_limit_is_not_lost_silently(jupyter, browser) -> N
         name,
         [
             "%load_ext qaudio_magic",
-            "from qaudio_magic import Recorder\nmic = Recorder('mic', arrival_timeout=3)\nmic",
+            "from qaudio_magic import Recorder\nmic = Recorder('mic', arrival_timeout=10)\nmic",
         ],
     )
     page = browser.new_page()
@@ -207,11 +213,11 @@ def test_take_over_the_message_limit_is_not_lost_silently(jupyter, browser) -> N
         nb.wait_kernel_idle()
         nb.run_all()
         nb.panel.locator("button", has_text="Record").first.click()
-        nb.output("Recording…", timeout=15)
+        nb.output("Recording…", timeout=60)
         nb.panel.locator("button", has_text="Stop").first.click()
-        nb.output("receiving the take", timeout=15)
+        nb.output("receiving the take", timeout=60)
         page.evaluate(DELIVER_HUGE_TAKE)
-        warning = nb.output("never reached the kernel", timeout=30).inner_text()
+        warning = nb.output("never reached the kernel", timeout=60).inner_text()
         assert "10 MiB message limit" in warning and "upload a file" in warning
         nb.assert_no_widget_errors()
     finally:

@@ -42,7 +42,7 @@ def test_hostile_answer_is_inert_in_jupyterlab(open_notebook, hostile: Emulator)
     nb.run_all()
     nb.output("DONE", timeout=90)
     page, panel = nb.page, nb.panel
-    page.wait_for_function("window.__control === 1", timeout=10_000)  # the hook works
+    page.wait_for_function("window.__control === 1", timeout=60_000)  # the hook works
     page.wait_for_timeout(500)  # let any image error or frame load that could happen, happen
 
     assert page.evaluate("typeof window.__pwned") == "undefined", "model output ran code"
