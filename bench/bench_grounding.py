@@ -2,8 +2,8 @@
 
 Labelled audio: the shipped words (tests/data/words) placed at known offsets in 30 s of
 silence, white noise (10 dB SNR) and brown noise (5 dB SNR), with tone bursts between them
-(tests/_labelled.py: six scenes, 3 minutes); plus the corpus's timing clip when
-``../shared`` is there. A frame is speech when a detected speech region covers its centre.
+(tests/_labelled.py: six scenes, 3 minutes); plus the corpus's timing clip (shipped in
+notebooks/audio). A frame is speech when a detected speech region covers its centre.
 
 Peer: ``webrtcvad`` (``webrtcvad-wheels``, the other detector that ships in its wheel and
 needs no system library), at its most aggressive mode, 10 ms frames, with the same
@@ -36,7 +36,7 @@ from tests._labelled import RATE, Scene, scenes  # noqa: E402
 
 COST_TARGET = 0.050  # s of CPU to ground a 30 s clip, speech map included
 SPECTROGRAM_TARGET = 32 * 1024  # bytes for 30 s
-CORPUS = ROOT.parent / "shared" / "corpus" / "audio"
+TIMING = ROOT / "notebooks" / "audio" / "words_at_1.5s_and_4.0s.wav"  # the corpus's timing clip
 
 
 def _webrtc() -> Any:
@@ -82,9 +82,8 @@ def _pr(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
 
 def _labelled() -> list[tuple[str, np.ndarray, np.ndarray]]:
     cases = [(name, s.samples, s.labels()) for name, s in scenes()]
-    timing = CORPUS / "timing" / "words_at_1.5s_and_4.0s.wav"
-    if timing.exists():
-        x = AudioClip.from_source(timing).decode()
+    if TIMING.exists():
+        x = AudioClip.from_source(TIMING).decode()
         y = np.zeros(len(x) // 160, bool)
         y[150:185] = y[400:443] = True
         cases.append(("corpus timing clip", x, y))

@@ -156,13 +156,14 @@ def test_speech_map_of_an_array_at_another_rate() -> None:
     assert smap.as_dict()["speech"] == [[smap.speech[0][0], smap.speech[0][1]]]
 
 
-def test_labelled_corpus_words(corpus: Path) -> None:
-    """The corpus's timing clip: 'apple' 1.500–1.851 s and 'orange' 4.000–4.426 s."""
-    smap = map_for_clip(AudioClip.from_source(corpus / "timing" / "words_at_1.5s_and_4.0s.wav"))
+def test_labelled_corpus_words(audio: Path) -> None:
+    """The corpus's timing clip (shipped in notebooks/audio): 'apple' 1.500–1.851 s and
+    'orange' 4.000–4.426 s; and its 440 Hz tone."""
+    smap = map_for_clip(AudioClip.from_source(audio / "words_at_1.5s_and_4.0s.wav"))
     assert smap is not None and len(smap.speech) == 2
     for (a, b), (ta, tb) in zip(smap.speech, [(1.5, 1.851), (4.0, 4.426)], strict=True):
         assert a == pytest.approx(ta, abs=0.1) and b == pytest.approx(tb, abs=0.1)
-    tone = map_for_clip(AudioClip.from_source(corpus / "nonspeech" / "tone_440hz_3s.wav"))
+    tone = map_for_clip(AudioClip.from_source(audio / "tone_440hz_3s.wav"))
     assert tone is not None and tone.speech == () and tone.sound == ((0.0, 3.0),)
 
 
