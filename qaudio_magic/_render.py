@@ -9,12 +9,13 @@ Markdown exactly as written; a saved notebook therefore holds the answer as plai
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from markdown_it import MarkdownIt
 
-__all__ = ["bundle", "render_markdown"]
+__all__ = ["bundle", "data_lines", "render_markdown"]
 
 _SAFE_SCHEMES = ("http://", "https://")
 
@@ -59,11 +60,14 @@ def bundle(
     status: str | None = None,
     metadata: dict[str, Any] | None = None,
     segments: Sequence[str] = (),
+    data: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Mime bundle (text/html + text/plain) and metadata for one answer.
 
     ``segments``: labels of the times the answer mentions (made from parsed numbers, e.g.
     ``1.53–1.87 s``), listed as text so they survive where the player cannot render.
+    ``data``: a typed answer's fields, shown as a small escaped table with the model's
+    raw text folded under it (``<details>``) instead of rendered.
     """
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
@@ -73,7 +77,12 @@ def bundle(
         head += f" — <i>{esc(_clip_text(question, 160))}</i>"
     parts.append(f'<div class="qaudio-meta">{head}</div>')
     parts.extend(f'<div class="qaudio-note">{esc(n)}</div>' for n in notes)
-    body = render_markdown(text) if text else "<p><i>…</i></p>"
+    if data is not None:
+        body = _data_html(data) + (
+            f"<details><summary>raw answer</summary><pre>{esc(text)}</pre></details>"
+        )
+    else:
+        body = render_markdown(text) if text else "<p><i>…</i></p>"
     parts.append(f'<div class="qaudio-body">{body}</div>')
     if status:
         parts.append(f'<div class="qaudio-note">{esc(status)}</div>')
@@ -87,7 +96,11 @@ def bundle(
     if question:
         plain[0] += f" {question}"
     plain.extend(f"note: {n}" for n in notes)
-    plain.append(text or "…")
+    if data is not None:
+        plain.extend(data_lines(data))
+        plain.append(f"raw: {text}")
+    else:
+        plain.append(text or "…")
     if status:
         plain.append(status)
     if segments:
@@ -101,3 +114,24 @@ def bundle(
 def _clip_text(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def data_lines(data: Mapping[str, Any]) -> list[str]:
+    """A typed answer as ``field: value`` lines (JSON for anything but strings)."""
+    return [f"{key}: {_cell(value)}" for key, value in data.items()]
+
+
+def _data_html(data: Mapping[str, Any]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{esc(str(k))}</th>"
+        f"<td style='text-align:left'>{esc(_clip_text(_cell(v), 300))}</td></tr>"
+        for k, v in data.items()
+    )
+    return f'<table class="qaudio-data">{rows}</table>'

@@ -5,18 +5,22 @@ terminals expect and ``.to_pandas()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union, overload
+from typing import TYPE_CHECKING, Any, Union, overload
 
 from ._format import plural, short, span, table_bundle
-from ._render import bundle
+from ._render import bundle, data_lines
 from .backends.base import Usage
 from .clip import AudioClip
 from .errors import ConfigError, QAudioError
 from .segments import Segment
 
-__all__ = ["Answer", "Answers", "Failure", "Result"]
+if TYPE_CHECKING:
+    from .schema import Schema
+    from .scoring import Score
+
+__all__ = ["Answer", "Answers", "Failure", "Result", "with_typed_columns"]
 
 
 @dataclass(eq=False)
@@ -39,6 +43,8 @@ class Answer:
     # Times the answer mentions, relative to the clip they refer to (see segments.py)
     segments: tuple[Segment, ...] = ()
     cached: bool = False  # served from the response cache, not asked again
+    # A typed question's answer (``schema=``): the fields, validated and typed
+    data: dict[str, Any] | None = None
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
 
     def __str__(self) -> str:
@@ -80,6 +86,7 @@ class Answer:
             "clips": [c.describe() for c in self.clips],
             "segments": [[s.start, s.end] for s in self.segments],
             "cached": self.cached,
+            **({"data": _jsonable(self.data)} if self.data is not None else {}),
         }
 
     def _repr_mimebundle_(
@@ -93,6 +100,7 @@ class Answer:
             footer=self.footer(),
             metadata=self.metadata(),
             segments=[s.label() for s in self.segments],
+            data=self.data,
         )
         data["text/markdown"] = _inert_markdown(self.text)
         return data, md
@@ -115,6 +123,13 @@ class Answer:
 
 
 _MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
+
+
+def _jsonable(data: dict[str, Any]) -> Any:
+    """``data`` as JSON values (enums by value, anything else as text), for metadata."""
+    import json
+
+    return json.loads(json.dumps(data, default=lambda v: getattr(v, "value", str(v))))
 
 
 def _inert_markdown(text: str) -> str:
@@ -175,7 +190,9 @@ class Answers(Sequence[Result]):
         labels: Sequence[Any] | None = None,
         notes: Sequence[str] = (),
         attempts: Sequence[int] = (),
+        schema: Schema | None = None,
     ) -> None:
+        self.schema = schema  # a typed question's schema: to_pandas() gets its columns
         self._results = list(results)
         self._attempts = list(attempts)
         self.question = question
@@ -261,7 +278,8 @@ class Answers(Sequence[Result]):
             if isinstance(r, Answer):
                 tokens = str(r.usage.total_tokens) if r.usage else ""
                 status = "cached" if r.cached else f"✓ {r.latency:.1f} s"
-                row += (short(r.text, 120), tokens, status)
+                shown = r.text if r.data is None else " · ".join(data_lines(r.data))
+                row += (short(shown, 120), tokens, status)
             else:
                 row += (short(r.text, 120), "", "⚠ " + short(r.error.one_line(), 120))
             if with_notes:
@@ -352,7 +370,71 @@ class Answers(Sequence[Result]):
         frame = pd.DataFrame.from_records(records)
         if self.labels is not None:
             frame.index = pd.Index(self.labels)
+        if self.schema is not None:
+            frame = with_typed_columns(frame, self.schema, [_data_of(r) for r in self._results])
         return frame
+
+    # ------------------------------------------------------------------ scores
+    @property
+    def sources(self) -> list[str]:
+        """Each item's source (its path or URL; several clips joined by ``; ``)."""
+        return [_source_of(r.clips) for r in self._results]
+
+    def score(
+        self,
+        labels: Any,
+        metric: str | None = None,
+        *,
+        language: str | Mapping[Any, str] | None = None,
+    ) -> Score:
+        """Scores against ``labels`` (a mapping, Series or DataFrame keyed by source —
+        its path, file name or stem — or by this batch's own labels, e.g. a Series index).
+
+        ``metric``: ``"wer"``/``"cer"`` for transcripts (the default for prose answers),
+        ``"accuracy"``/``"f1"`` for typed fields against label columns (the default with
+        a schema). See :mod:`qaudio_magic.scoring` for the normalisation and units.
+        """
+        from .scoring import TEXT_METRICS, score_fields, score_texts
+
+        metric = metric or ("accuracy" if self.schema is not None else "wer")
+        keys = self._label_keys(labels)
+        if metric in TEXT_METRICS:
+            hyps = [r.text if isinstance(r, Answer) else None for r in self._results]
+            score = score_texts(keys, hyps, labels, metric=metric, language=language)
+        else:
+            score = score_fields(
+                keys, [_data_of(r) for r in self._results], labels, metric=metric,
+                schema=self.schema,
+            )  # fmt: skip
+        score.model = self.model
+        return score
+
+    def _label_keys(self, labels: Any) -> list[Any]:
+        """Match labels by this batch's own labels when they name its items, else by source."""
+        if self.labels is not None:
+            from .scoring import label_keys
+
+            if set(map(str, self.labels)) & {str(k) for k in label_keys(labels)}:
+                return [str(k) for k in self.labels]
+        return self.sources
+
+
+def _data_of(result: Result) -> dict[str, Any] | None:
+    return result.data if isinstance(result, Answer) else None
+
+
+def with_typed_columns(
+    frame: Any, schema: Schema, rows: Sequence[Mapping[str, Any] | None]
+) -> Any:
+    """``frame`` with one typed column per field of ``schema`` after its own columns; a
+    field named like an existing column is called ``data_<name>``."""
+    import pandas as pd
+
+    from .schema import typed_frame
+
+    typed = typed_frame(schema, rows, index=frame.index)
+    typed.columns = [f"data_{c}" if c in frame.columns else c for c in typed.columns]
+    return pd.concat([frame, typed], axis=1)
 
 
 def _source_of(clips: Sequence[AudioClip]) -> str:

@@ -12,6 +12,8 @@ history budget, the response cache, the retry policy and the usage meter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .cache import resolve_mode
@@ -24,6 +26,9 @@ if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at
     from .answer import Answer, Answers
     from .batch import Progress
     from .dryrun import SendPlan
+    from .estimate import BatchPlan
+    from .schema import Schema, SchemaLike
+    from .view import AnswerView
 
 __all__ = ["ask_audio"]
 
@@ -46,8 +51,9 @@ def ask_audio(
     cache: str | None = None,
     progress: bool | Progress = True,
     dry_run: bool = False,
+    schema: SchemaLike | None = None,
     **params: Any,
-) -> Answer | Answers | SendPlan:
+) -> Answer | Answers | SendPlan | BatchPlan:
     """Ask ``question`` about the audio in ``sources``; continue the conversation if none.
 
     ``sources``: a path, URL (http(s), ``oss://``, ``data:``), bytes, ``pathlib.Path``,
@@ -68,6 +74,12 @@ def ask_audio(
     A batch shows a ``tqdm.auto`` bar (``progress=False``: none; a callable is called as
     ``progress(done, total, result)`` after each item) and runs ``concurrency`` requests
     at once (default ``%config QAudioMagic.concurrency``). Ctrl-C returns what finished.
+
+    ``schema`` makes a typed question: a pydantic model, a JSON Schema dict or a short dict
+    (``{"gender": ["male", "female"], "age": int, "dog_barks": bool}``). The answer's
+    ``.data`` holds the validated fields and ``Answers.to_pandas()`` one typed column per
+    field; an answer that does not match gets one repair request, then fails with the
+    validation message (see :mod:`qaudio_magic.structured`).
     """
     from .view import AnswerView, display_mode
 
@@ -75,9 +87,25 @@ def ask_audio(
     settings = sess.settings
     if overlap and windows is None:
         raise InputError("overlap applies to windows: give windows=SECONDS too")
+    typed: Schema | None = None
+    if schema is not None:  # pydantic loads with the first typed question, not at %load_ext
+        from .schema import Schema
+
+        typed = Schema.of(schema)  # a bad schema fails here, before anything is sent
     if windows is not None or batch or (batch is None and is_many(sources)):
         if dry_run:
-            raise InputError("--dry-run shows one question; for a batch, dry-run one of its clips")
+            from .estimate import plan_many
+
+            return plan_many(
+                sources,
+                question,
+                [model or settings.model],
+                session=sess,
+                schema=typed,
+                windows=windows,
+                overlap=overlap,
+                params=params,
+            )
         from .batch import run_batch
 
         if display is False and progress is True:
@@ -98,6 +126,7 @@ def ask_audio(
             cache=cache,
             progress=progress,
             params=params,
+            schema=typed,
         )
     model = model or settings.model
     stream = settings.stream if stream is None else stream
@@ -126,6 +155,10 @@ def ask_audio(
         params=params,
         stream=stream,
     )  # decode errors surface here, before anything is sent
+    if typed is not None:
+        from .structured import typed_plan
+
+        plan = typed_plan(plan, typed, backend.route)
     if dry_run:
         return plan.dry_run(backend)
 
@@ -138,10 +171,25 @@ def ask_audio(
     if view is not None:
         view.start()
 
+    data: dict[str, Any] | None = None
     try:
-        outcome = send(
-            sess, backend, plan.request, cache_mode, on_text=view.add if view is not None else None
-        )
+        on_text = view.add if view is not None else None
+        if typed is None:
+            outcome = send(sess, backend, plan.request, cache_mode, on_text=on_text)
+        else:
+            from .structured import send_typed
+
+            outcome, data, repaired = send_typed(
+                sess,
+                backend,
+                plan,
+                cache_mode,
+                typed,
+                on_text=on_text,
+                on_repair=_repair_note(view),
+            )
+            if repaired:
+                plan = replace(plan, notes=(*plan.notes, repaired))
     except KeyboardInterrupt:
         if view is not None:
             view.fail("⏹ Interrupted: partial answer shown; the conversation was not changed.")
@@ -156,13 +204,29 @@ def ask_audio(
     if new:
         sess.conversations.adopt(conv)
     answer = answer_for(plan, outcome, conversation=conv.name)
+    answer.data = data
     if view is not None:
         view.finish(
-            answer.footer(), answer.metadata(), segments=answer.segments, reference=plan.reference
+            answer.footer(),
+            answer.metadata(),
+            segments=answer.segments,
+            reference=plan.reference,
+            data=data,
         )
         if view.mode == "rich":
             answer._shown_in = _execution_count()
     return answer
+
+
+def _repair_note(view: AnswerView | None) -> Callable[[str], None] | None:
+    """What the view shows when a typed answer is asked again (its repair)."""
+    if view is None:
+        return None
+
+    def note(problem: str) -> None:
+        view.restart(f"the answer did not match the schema ({problem}); asking once more")
+
+    return note
 
 
 def _execution_count() -> int | None:

@@ -26,8 +26,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ._format import short, span
 from .answer import Answers, Failure, Result
@@ -38,10 +38,13 @@ from .conversation import Conversation
 from .errors import InputError, Interrupted, QAudioError
 from .session import Session
 from .sources import expand_sources, resolve_sources
-from .turn import answer_for, plan_turn, send
+from .turn import TurnPlan, answer_for, plan_turn, send
 from .windows import WindowReader, check_windows, plan_windows, window_clip
 
-__all__ = ["MAX_CONCURRENCY", "Progress", "run_batch"]
+if TYPE_CHECKING:
+    from .schema import Schema
+
+__all__ = ["MAX_CONCURRENCY", "Meter", "Progress", "run_batch"]
 
 Progress = Callable[[int, int, Result], None]
 MAX_CONCURRENCY = 16  # the backend's connection pool holds 16 connections
@@ -71,6 +74,7 @@ class _Plan:
     stream: bool
     cache_mode: CacheMode
     cancel: threading.Event = field(default_factory=threading.Event)
+    schema: Schema | None = None  # a typed question (structured.py)
 
 
 def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
@@ -99,6 +103,8 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
             prepared=job.prepared,
         )
         notes = turn.notes
+        if plan.schema is not None:
+            return _ask_typed(plan, turn, parts, count)
         outcome = send(
             plan.session,
             plan.backend,
@@ -120,6 +126,32 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
         job.clips, plan.question, error, plan.model, "".join(parts), tries[0], notes=notes
     )
     return failure, tries[0]
+
+
+def _ask_typed(
+    plan: _Plan, turn: TurnPlan, parts: list[str], count: Callable[[int], None]
+) -> tuple[Result, int]:
+    """A typed item: the schema into the request, one repair at most, the data on the answer."""
+    from .structured import send_typed, typed_plan
+
+    assert plan.schema is not None
+    turn = typed_plan(turn, plan.schema, plan.backend.route)
+    outcome, data, repaired = send_typed(
+        plan.session,
+        plan.backend,
+        turn,
+        plan.cache_mode,
+        plan.schema,
+        on_text=parts.append,
+        on_repair=lambda _problem: parts.clear(),  # a failure keeps the last answer's text
+        cancel=plan.cancel,
+        on_attempt=count,
+    )
+    if repaired:
+        turn = replace(turn, notes=(*turn.notes, repaired))
+    answer = answer_for(turn, outcome, conversation=None)
+    answer.data = data
+    return answer, outcome.attempts
 
 
 def _window_jobs(
@@ -189,6 +221,7 @@ def run_batch(
     cache: str | None = None,
     progress: bool | Progress = True,
     params: dict[str, Any] | None = None,
+    schema: Schema | None = None,
 ) -> Answers:
     """Ask ``question`` about each item of ``sources``; see :func:`ask_audio`."""
     settings = session.settings
@@ -248,6 +281,7 @@ def run_batch(
         params=dict(params or {}),
         stream=settings.stream if stream is None else stream,
         cache_mode=cache_mode,
+        schema=schema,
     )
     unit = "window" if windows else "clip"
     results, attempts, interrupted, stopped, elapsed = _run(
@@ -266,6 +300,7 @@ def run_batch(
         labels=labels,
         notes=notes,
         attempts=attempts,
+        schema=schema,
     )
 
 
@@ -292,7 +327,7 @@ def _run(
     started = time.perf_counter()
     results: list[Result | None] = [None] * len(items)
     attempts = [0] * len(items)
-    meter = _Meter(progress, len(items), plan.question, unit)
+    meter = Meter(progress, len(items), plan.question, unit)
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qaudio-batch")
     inflight: dict[cf.Future[tuple[Result, int]], _Job] = {}
     # Finished futures, in the order they finish. cf.wait(inflight, FIRST_COMPLETED) locks,
@@ -350,7 +385,7 @@ def _stop(
     inflight: dict[cf.Future[tuple[Result, int]], _Job],
     results: list[Result | None],
     attempts: list[int],
-    meter: _Meter,
+    meter: Meter,
 ) -> None:
     """After Ctrl-C: abort in-flight requests, keep what finished meanwhile."""
     deadline = time.monotonic() + _STOP_WITHIN
@@ -398,7 +433,7 @@ def _bar_class() -> Any:
     return _BAR
 
 
-class _Meter:
+class Meter:
     """Progress: a tqdm.auto bar, or the caller's ``progress(done, total, result)``."""
 
     def __init__(self, progress: bool | Progress, total: int, question: str | None, unit: str):

@@ -160,7 +160,8 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         "--dry-run",
         action="store_true",
         help="show what would be sent (clips, windows, seconds, audio tokens, bytes, "
-        "inline or upload) and send nothing",
+        "inline or upload) and send nothing; for a batch or --compare: requests, audio "
+        "seconds, tokens and estimated cost per model",
     )
     @argument("--batch", action="store_true", help="ask about each SOURCE separately (a batch)")
     @argument(
@@ -173,6 +174,19 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         "--overlap", type=float, default=0.0, metavar="SECONDS", help="overlap between windows"
     )
     @argument("-j", "--concurrency", type=int, metavar="N", help="batch requests in flight")
+    @argument(
+        "--schema",
+        metavar="NAME",
+        help="a typed question: NAME is a notebook variable holding a pydantic model, a JSON "
+        "Schema dict or a dict of field types ({'gender': ['male', 'female'], 'age': int}); "
+        "the answer shows as a table, a batch gets one column per field",
+    )
+    @argument(
+        "--compare",
+        metavar="M1,M2,...",
+        help="ask each of these models (comma-separated) about each SOURCE: a grid side by "
+        "side, with latency, tokens and estimated cost per model (instead of -m)",
+    )
     @argument(
         "--cache",
         choices=CACHE_MODES,
@@ -194,6 +208,12 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
 
         %%qaudio interview.wav --windows 30
         Summarise this part.                     # a timeline: one answer per 30 s
+
+        %%qaudio clips/ --schema Speaker
+        Who is speaking?                         # typed: Speaker = {"gender": [...], "age": int}
+
+        %%qaudio clips/ --compare qwen-audio-turbo-latest,qwen3.5-omni-flash
+        Is there a dog barking?                  # a grid: one column per model
         """
         try:
             if cell is None:
@@ -230,6 +250,9 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 raise UsageError("--start/--end need a SOURCE to cut (see %%qaudio?)")
             sources = [c.window_of(args.start, args.end) for c in resolve_sources(sources)]
         params = _parse_params([kv for group in args.param for kv in group])
+        schema = self._schema(args.schema) if args.schema else None
+        if args.compare is not None:
+            return self._compare(args, sources, cell, schema, params)
         # Several plain SOURCEs are clips of one turn; a pattern, a directory or a list
         # variable among them (or --batch/--windows) makes the cell a batch of all of them.
         batch = args.batch or args.windows is not None or any(is_many(s) for s in sources)
@@ -250,6 +273,50 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 overlap=args.overlap,
                 concurrency=args.concurrency,
                 cache=args.cache,
+                schema=schema,
+                **params,
+            )
+
+    def _schema(self, name: str) -> Any:
+        """``--schema NAME``: the schema held by a notebook variable (or expression)."""
+        value = self.source(name)
+        if isinstance(value, str) and value == name:
+            raise UsageError(
+                f"--schema {name}: no notebook variable {name!r} (assign a pydantic model, "
+                "a JSON Schema dict or a dict of field types to it first)"
+            )
+        return value
+
+    def _compare(
+        self, args: Any, sources: list[Any], cell: str, schema: Any, params: dict[str, Any]
+    ) -> Any:
+        """``--compare m1,m2,...``: the same question to each model, as a grid."""
+        from .grid import compare
+        from .sources import batch_target
+
+        if args.model:
+            raise UsageError("--compare names the models: leave out -m")
+        for flag, given in (
+            ("--new", args.new),
+            ("-c/--conversation", args.conversation),
+            ("--windows", args.windows is not None),
+            ("--selection", args.selection),
+        ):
+            if given:
+                raise UsageError(f"{flag} does not apply to --compare (each cell is one turn)")
+        if not sources:
+            raise UsageError("--compare needs a SOURCE (a clip, a list, a pattern or a folder)")
+        with self._base_url(args.base_url, "openai:" if args.base_url else ""):
+            return compare(
+                batch_target(sources),
+                cell,
+                models=args.compare.split(","),
+                schema=schema,
+                system=args.system,
+                concurrency=args.concurrency,
+                cache=args.cache,
+                dry_run=args.dry_run,
+                session=self.session,
                 **params,
             )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._render import bundle
@@ -71,6 +71,7 @@ class AnswerView:
         self._player_handles: list[Any] = []
         self._after: list[Any] = []  # players shown under the answer (follow-ups)
         self.segments: list[Segment] = []
+        self.data: Mapping[str, Any] | None = None  # a typed answer's fields, once valid
 
     @property
     def clips_line(self) -> str:
@@ -112,9 +113,12 @@ class AnswerView:
         *,
         segments: Sequence[Segment] = (),
         reference: PreparedAudio | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
-        """The complete answer; ``segments`` (times it mentions) go on ``reference``'s player."""
+        """The complete answer; ``segments`` (times it mentions) go on ``reference``'s player;
+        ``data`` (a typed answer) shows as a table with the raw text folded."""
         self.segments = list(segments)
+        self.data = data
         if self.mode == "rich" and self.segments and reference is not None:
             self._show_segments(reference)
         self._final(footer, None, metadata)
@@ -132,6 +136,15 @@ class AnswerView:
         self.players.append(player)
         self._after.append(player)
 
+    def restart(self, note: str) -> None:
+        """A second answer follows (a typed answer's repair): clear the text, say why."""
+        self.notes.append(note)
+        self.text = ""
+        if self.mode == "plain":
+            print("", f"note: {note}", sep="\n", flush=True)
+            return
+        self._render(footer="", status=None)
+
     def fail(self, status: str, metadata: dict[str, Any] | None = None) -> None:
         """Keep whatever text arrived, marked incomplete with the reason."""
         self._final("", status, metadata or {})
@@ -143,6 +156,10 @@ class AnswerView:
             tail = [
                 t for t in (status, times and f"⏱ times: {times}", footer and f"-- {footer}") if t
             ]
+            if self.data is not None:
+                from ._render import data_lines
+
+                tail = [*data_lines(self.data), *tail]
             print("", *tail, sep="\n", flush=True)
             return
         self._render(footer=footer, status=status, metadata=metadata)
@@ -163,6 +180,7 @@ class AnswerView:
             status=status,
             metadata=metadata or {"status": "streaming"},
             segments=[s.label() for s in self.segments],
+            data=self.data,
         )
 
     def _render(

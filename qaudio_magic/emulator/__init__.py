@@ -13,7 +13,9 @@ Besides DashScope's native endpoint it serves the OpenAI-style routes (``compat.
 DashScope's compatible mode under :attr:`Emulator.compatible_base_url` (Qwen-Omni) and a
 vLLM stand-in under :attr:`Emulator.openai_base_url` (``openai:MODEL``).
 
-Answers are deterministic and say that they are emulated.
+Answers are deterministic and say that they are emulated. A typed question (a JSON
+Schema in ``response_format`` or in the prompt) gets deterministic valid JSON instead
+(``typed.py``); scripted replies still come first.
 """
 
 from __future__ import annotations
