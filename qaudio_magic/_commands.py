@@ -128,38 +128,32 @@ def _history(magic: QAudioMagic, rest: list[str]) -> None:
 
 
 def _models(magic: QAudioMagic, rest: list[str]) -> None:
-    from .models import MODELS, ROUTES, lookup
+    from .models import MODELS, ROUTES, lookup, model_row
 
     specs = list(MODELS.values())
     current = magic.session.settings.model
     if current not in MODELS:
         specs.insert(0, lookup(current))
-    rows: list[tuple[str, ...]] = []
-    for spec in specs:
-        lim = spec.limits
-        audio = ", ".join(
-            bit
-            for bit in (
-                f"{lim.max_audio_seconds:g} s" if lim.max_audio_seconds else "",
-                "PCM in memory" if lim.wants_pcm else f"{lim.max_audio_bytes / 1e6:g} MB",
-                f"{lim.audio_tokens_per_second:g} tok/s",
-            )
-            if bit
-        )
-        rows.append(
-            (
-                ("* " if spec.name == current else "") + spec.name,
-                spec.route,
-                f"{lim.context_tokens:,}",
-                f"{lim.max_input_tokens:,} / {lim.max_output_tokens:,}",
-                audio,
-                spec.note,
-            )
-        )
+    rows = [
+        (("* " if spec.name == current else "") + spec.name, *model_row(spec)) for spec in specs
+    ]
     routes = "; ".join(f"{name}: {what}" for name, what in ROUTES.items())
     _show(
-        f"Known models (-m NAME; * current). Routes — {routes}",
-        ("model", "route", "context", "max in / out", "audio per clip", "note"),
+        f"Known models (-m NAME; * current; † UNVERIFIED, see qaudio_magic/models.py). "
+        f"Routes — {routes}\n"
+        "DashScope keys are per region (%config QAudioMagic.region; a workspace with "
+        "QAudioMagic.workspace or $DASHSCOPE_WORKSPACE_ID); openai: $OPENAI_API_KEY, optional",
+        (
+            "model",
+            "route",
+            "key · regions",
+            "audio per clip",
+            "clips",
+            "context",
+            "max in / out",
+            "does",
+            "note",
+        ),
         rows,
     )
 

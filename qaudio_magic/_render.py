@@ -15,7 +15,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-__all__ = ["bundle", "data_lines", "render_markdown"]
+__all__ = ["bundle", "data_lines", "render_markdown", "thinking_bundle"]
 
 _SAFE_SCHEMES = ("http://", "https://")
 
@@ -46,8 +46,41 @@ def render_markdown(text: str) -> str:
 _STYLE = (
     "<style>.qaudio-answer .qaudio-meta{color:var(--jp-ui-font-color2,#666);font-size:0.85em}"
     ".qaudio-answer .qaudio-note{color:var(--jp-warn-color0,#a60);font-size:0.85em}"
-    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}</style>"
+    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}"
+    ".qaudio-thinking summary{color:var(--jp-ui-font-color2,#666);font-size:0.85em;cursor:pointer}"
+    ".qaudio-thinking .qaudio-reasoning{white-space:pre-wrap;color:var(--jp-ui-font-color2,#666);"
+    "font-size:0.85em;margin:0.3em 0 0.3em 1em}</style>"
 )
+
+
+def _thinking_title(reasoning: str, *, streaming: bool) -> str:
+    words = len(reasoning.split())
+    return f"💭 thinking… ({words} words)" if streaming else f"💭 thought ({words} words)"
+
+
+def _thinking_html(reasoning: str, *, streaming: bool, open: bool = False) -> str:
+    """A collapsed block with the reasoning as escaped plain text (never rendered)."""
+    return (
+        f'<details class="qaudio-thinking"{" open" if open else ""}>'
+        f"<summary>{html.escape(_thinking_title(reasoning, streaming=streaming))}</summary>"
+        f'<div class="qaudio-reasoning">{html.escape(reasoning)}</div></details>'
+    )
+
+
+def thinking_bundle(
+    reasoning: str, *, streaming: bool, open: bool = False
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The "thinking…" block shown above an answer: collapsed (``open``: as the user left
+    it); its plain text says where the reasoning is rather than repeating it."""
+    data = {
+        "text/html": '<div class="qaudio-answer">'
+        + _STYLE
+        + _thinking_html(reasoning, streaming=streaming, open=open)
+        + "</div>",
+        "text/plain": _thinking_title(reasoning, streaming=streaming)
+        + " — the answer's .reasoning holds it",
+    }
+    return data, {"qaudio": {"status": "thinking" if streaming else "thought"}}
 
 
 def bundle(
@@ -61,6 +94,7 @@ def bundle(
     metadata: dict[str, Any] | None = None,
     segments: Sequence[str] = (),
     data: Mapping[str, Any] | None = None,
+    reasoning: str = "",
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Mime bundle (text/html + text/plain) and metadata for one answer.
 
@@ -68,6 +102,7 @@ def bundle(
     ``1.53–1.87 s``), listed as text so they survive where the player cannot render.
     ``data``: a typed answer's fields, shown as a small escaped table with the model's
     raw text folded under it (``<details>``) instead of rendered.
+    ``reasoning``: a thinking model's reasoning, as a collapsed block above the answer.
     """
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
@@ -77,6 +112,8 @@ def bundle(
         head += f" — <i>{esc(_clip_text(question, 160))}</i>"
     parts.append(f'<div class="qaudio-meta">{head}</div>')
     parts.extend(f'<div class="qaudio-note">{esc(n)}</div>' for n in notes)
+    if reasoning:
+        parts.append(_thinking_html(reasoning, streaming=False))
     if data is not None:
         body = _data_html(data) + (
             f"<details><summary>raw answer</summary><pre>{esc(text)}</pre></details>"
@@ -96,6 +133,8 @@ def bundle(
     if question:
         plain[0] += f" {question}"
     plain.extend(f"note: {n}" for n in notes)
+    if reasoning:
+        plain.append(_thinking_title(reasoning, streaming=False) + " — see .reasoning")
     if data is not None:
         plain.extend(data_lines(data))
         plain.append(f"raw: {text}")

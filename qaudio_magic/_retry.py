@@ -65,7 +65,7 @@ def with_retries(
     :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
     """
     from ._net import sliced_sleep
-    from .backends.base import TextDelta
+    from .backends.base import AudioDelta, ReasoningDelta, TextDelta
 
     attempt = 0
     while True:
@@ -80,8 +80,8 @@ def with_retries(
             for event in events:
                 if cancel is not None and cancel.is_set():
                     raise Interrupted("interrupted mid-answer")
-                if isinstance(event, TextDelta):
-                    seen = True
+                if isinstance(event, (TextDelta, ReasoningDelta, AudioDelta)):
+                    seen = True  # something was shown: asking again would show it twice
                 yield event
             return
         except QAudioError as exc:

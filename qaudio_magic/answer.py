@@ -43,6 +43,11 @@ class Answer:
     # Times the answer mentions, relative to the clip they refer to (see segments.py)
     segments: tuple[Segment, ...] = ()
     cached: bool = False  # served from the response cache, not asked again
+    # A thinking model's reasoning: shown apart, never part of ``text``, never sent back
+    reasoning: str = ""
+    audio: AudioClip | None = None  # a spoken answer (24 kHz), held in memory only
+    language: str | None = None  # speech recognition: detected (or forced) language
+    emotion: str | None = None  # speech recognition: the speaker's emotion, as annotated
     # A typed question's answer (``schema=``): the fields, validated and typed
     data: dict[str, Any] | None = None
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
@@ -59,14 +64,33 @@ class Answer:
         """Model · audio · usage · latency · request id, as one line."""
         bits = [f"{self.model} (cached)" if self.cached else self.model]
         if self.audio_seconds or self.estimated_audio_tokens:
-            audio = f"audio {self.audio_seconds:.1f} s ≈ {self.estimated_audio_tokens} tok"
+            audio = f"audio {self.audio_seconds:.1f} s"
+            if self.estimated_audio_tokens:  # 0: billed by the second (speech recognition)
+                audio += f" ≈ {self.estimated_audio_tokens} tok"
             if self.usage and self.usage.audio_tokens is not None:
                 audio += f" (service: {self.usage.audio_tokens})"
             bits.append(audio)
         if self.usage and (
             self.usage.input_tokens is not None or self.usage.output_tokens is not None
         ):
-            bits.append(f"in {self.usage.input_tokens} · out {self.usage.output_tokens} tok")
+            bits.append(
+                " · ".join(
+                    f"{k} {v}"
+                    for k, v in (("in", self.usage.input_tokens), ("out", self.usage.output_tokens))
+                    if v is not None
+                )
+                + " tok"
+            )
+        if self.language or self.emotion:
+            bits.append(
+                " · ".join(
+                    f"{k} {v}"
+                    for k, v in (("language", self.language), ("emotion", self.emotion))
+                    if v
+                )
+            )
+        if self.audio is not None and self.audio.duration:
+            bits.append(f"spoken {self.audio.duration:.1f} s")
         timing = f"{self.latency:.2f} s"
         if self.first_text_latency is not None:
             timing += f" (first text {self.first_text_latency:.2f} s)"
@@ -86,6 +110,10 @@ class Answer:
             "clips": [c.describe() for c in self.clips],
             "segments": [[s.start, s.end] for s in self.segments],
             "cached": self.cached,
+            **({"language": self.language} if self.language else {}),
+            **({"emotion": self.emotion} if self.emotion else {}),
+            **({"reasoning_chars": len(self.reasoning)} if self.reasoning else {}),
+            **({"spoken_seconds": round(self.audio.duration or 0.0, 2)} if self.audio else {}),
             **({"data": _jsonable(self.data)} if self.data is not None else {}),
         }
 
@@ -100,6 +128,7 @@ class Answer:
             footer=self.footer(),
             metadata=self.metadata(),
             segments=[s.label() for s in self.segments],
+            reasoning=self.reasoning,
             data=self.data,
         )
         data["text/markdown"] = _inert_markdown(self.text)

@@ -51,6 +51,7 @@ def ask_audio(
     cache: str | None = None,
     progress: bool | Progress = True,
     dry_run: bool = False,
+    speak: bool | str = False,
     schema: SchemaLike | None = None,
     **params: Any,
 ) -> Answer | Answers | SendPlan | BatchPlan:
@@ -69,7 +70,11 @@ def ask_audio(
     seconds) asks about each 30 s window of a long clip. ``cache``: ``auto`` (on for
     batches, off for single questions), ``on``, ``off``, ``refresh``, ``replay``.
     ``display=None`` renders when running inside IPython. Extra keyword arguments
-    (``temperature``, ``top_p``, ``max_tokens``, ``seed`` ...) go to the model.
+    (``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``enable_thinking``,
+    ``reasoning_effort``, ``language`` ...) go to the model. ``speak=True`` (or a voice
+    name) asks a model that speaks for a spoken answer too: ``answer.audio``. A thinking
+    model's reasoning is ``answer.reasoning``; speech recognition sets ``answer.language``
+    and ``answer.emotion``.
 
     A batch shows a ``tqdm.auto`` bar (``progress=False``: none; a callable is called as
     ``progress(done, total, result)`` after each item) and runs ``concurrency`` requests
@@ -106,6 +111,8 @@ def ask_audio(
                 overlap=overlap,
                 params=params,
             )
+        if speak:
+            raise InputError("--speak applies to one question, not to a batch")
         from .batch import run_batch
 
         if display is False and progress is True:
@@ -154,6 +161,7 @@ def ask_audio(
         max_history_turns=settings.max_history_turns,
         params=params,
         stream=stream,
+        speak=speak,
     )  # decode errors surface here, before anything is sent
     if typed is not None:
         from .structured import typed_plan
@@ -166,7 +174,11 @@ def ask_audio(
     if display and mode is None:
         mode = "plain"
     view = (
-        AnswerView(plan.prepared, question=question, notes=plan.notes, mode=mode) if mode else None
+        AnswerView(
+            plan.prepared, question=question, notes=plan.notes, mode=mode, thinking=plan.thinking
+        )
+        if mode
+        else None
     )
     if view is not None:
         view.start()
@@ -174,8 +186,11 @@ def ask_audio(
     data: dict[str, Any] | None = None
     try:
         on_text = view.add if view is not None else None
+        on_reasoning = view.add_reasoning if view is not None else None
         if typed is None:
-            outcome = send(sess, backend, plan.request, cache_mode, on_text=on_text)
+            outcome = send(
+                sess, backend, plan.request, cache_mode, on_text=on_text, on_reasoning=on_reasoning
+            )
         else:
             from .structured import send_typed
 
@@ -187,6 +202,7 @@ def ask_audio(
                 typed,
                 on_text=on_text,
                 on_repair=_repair_note(view),
+                on_reasoning=on_reasoning,
             )
             if repaired:
                 plan = replace(plan, notes=(*plan.notes, repaired))
@@ -212,6 +228,7 @@ def ask_audio(
             segments=answer.segments,
             reference=plan.reference,
             data=data,
+            spoken=answer.audio,
         )
         if view.mode == "rich":
             answer._shown_in = _execution_count()

@@ -163,6 +163,9 @@ class CachedAnswer:
     finish_reason: str | None
     latency: float
     created: str  # ISO 8601, UTC
+    reasoning: str = ""  # a thinking model's reasoning, kept apart from the text
+    language: str | None = None  # speech recognition's annotations
+    emotion: str | None = None
 
 
 class ResponseCache:
@@ -193,6 +196,9 @@ class ResponseCache:
                 finish_reason=answer.get("finish_reason"),
                 latency=float(answer.get("latency") or 0.0),
                 created=str(data.get("created", "")),
+                reasoning=str(answer.get("reasoning") or ""),
+                language=answer.get("language"),
+                emotion=answer.get("emotion"),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -209,8 +215,11 @@ class ResponseCache:
         finish_reason: str | None,
         latency: float,
         clips: list[str],
+        reasoning: str = "",
+        language: str | None = None,
+        emotion: str | None = None,
     ) -> Path:
-        """Store one answer atomically; returns its file."""
+        """Store one answer atomically; returns its file (never a spoken answer's audio)."""
         entry = {
             "key": key,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -223,6 +232,9 @@ class ResponseCache:
                 "request_id": request_id,
                 "finish_reason": finish_reason,
                 "latency": round(latency, 4),
+                **({"reasoning": reasoning} if reasoning else {}),
+                **({"language": language} if language is not None else {}),
+                **({"emotion": emotion} if emotion is not None else {}),
             },
         }
         path = self.path_for(key)

@@ -41,6 +41,8 @@ from .settings import CACHE_MODES, Settings, check
 
 __all__ = ["QAudioMagic"]
 
+CAPTIONER = "qwen3-omni-30b-a3b-captioner"
+TRANSCRIBER = "qwen3-asr-flash"
 _EXPR = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\[[^\]]*\])*")
 
 
@@ -121,7 +123,8 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         "-m",
         "--model",
         help="model for this question (default: %%config QAudioMagic.model); the name picks "
-        "the route: qwen-audio-* (DashScope), *omni* (DashScope compatible mode), "
+        "the route: qwen-audio-* and qwen3-asr-* (DashScope), qwen3.5-omni-*, "
+        "qwen3.8-omni-*, qwen3-omni-* and the captioner (DashScope compatible mode), "
         "openai:NAME (an OpenAI-compatible server such as vLLM), local:PATH_OR_HUB_ID "
         "(transformers); see %%qaudio models",
     )
@@ -144,6 +147,27 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         help="model parameters: temperature, top_p, top_k, max_tokens, seed, ...",
     )
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
+    @argument(
+        "--speak",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="VOICE",
+        help="a spoken answer too (models that speak: qwen3.5-omni-*, qwen3-omni-flash), "
+        "played under the answer, never automatically; VOICE: one of the model's voices "
+        "(default Tina on 3.5, Cherry on 3-Omni-Flash)",
+    )
+    @argument(
+        "--caption",
+        action="store_true",
+        help=f"describe the audio with {CAPTIONER} (no question is sent)",
+    )
+    @argument(
+        "--transcribe",
+        action="store_true",
+        help=f"speech to text with {TRANSCRIBER} (-p language=en, -p enable_itn=true; "
+        "--system: names and terms as recognition context)",
+    )
     @argument(
         "--selection",
         action="store_true",
@@ -200,8 +224,9 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
 
         Voice chat (the audio itself is the message, no question): the line magic
         ``%qaudio clip.wav`` (IPython refuses a %% cell with an empty body). A cell
-        without SOURCE continues the current conversation. Only the first 30 s of a clip
-        is heard: pick another part with --start/--end (``--start 1:20 --end 1:50``).
+        without SOURCE continues the current conversation. Qwen-Audio hears only the first
+        30 s of a clip (Qwen3.5-Omni up to 3 h): pick another part with --start/--end
+        (``--start 1:20 --end 1:50``).
 
         %%qaudio clips/*.wav
         Is there a dog barking?                  # a batch: one answer per clip, as a table
@@ -251,17 +276,18 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
             sources = [c.window_of(args.start, args.end) for c in resolve_sources(sources)]
         params = _parse_params([kv for group in args.param for kv in group])
         schema = self._schema(args.schema) if args.schema else None
+        model = _task_model(args.model, caption=args.caption, transcribe=args.transcribe)
         if args.compare is not None:
             return self._compare(args, sources, cell, schema, params)
         # Several plain SOURCEs are clips of one turn; a pattern, a directory or a list
         # variable among them (or --batch/--windows) makes the cell a batch of all of them.
         batch = args.batch or args.windows is not None or any(is_many(s) for s in sources)
         target = batch_target(sources) if batch else (tuple(sources) or None)
-        with self._base_url(args.base_url, args.model or self.session.settings.model):
+        with self._base_url(args.base_url, model or self.session.settings.model):
             return ask_audio(
                 target,
                 cell,
-                model=args.model,
+                model=model,
                 conversation=args.conversation,
                 system=args.system,
                 stream=False if args.no_stream else None,
@@ -273,6 +299,7 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 overlap=args.overlap,
                 concurrency=args.concurrency,
                 cache=args.cache,
+                speak=args.speak,
                 schema=schema,
                 **params,
             )
@@ -355,6 +382,24 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
             except Exception as exc:
                 raise UsageError(f"{token}: {type(exc).__name__}: {exc}") from None
         return token
+
+
+def _task_model(model: str | None, *, caption: bool, transcribe: bool) -> str | None:
+    """``--caption`` / ``--transcribe``: the model for the task (or ``-m``, if it does it)."""
+    if caption and transcribe:
+        raise UsageError("--caption and --transcribe are two different tasks: pick one")
+    if not (caption or transcribe):
+        return model
+    from .models import lookup
+
+    task, default = ("--caption", CAPTIONER) if caption else ("--transcribe", TRANSCRIBER)
+    if model is None:
+        return default
+    spec = lookup(model)
+    fits = spec.transcribes if transcribe else not spec.takes_text and not spec.transcribes
+    if not fits:
+        raise UsageError(f"{task} needs a model that does it ({default}), not {model!r}")
+    return model
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

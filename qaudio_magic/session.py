@@ -91,15 +91,15 @@ class Session:
             url = s.openai_url()
         elif spec.route == "local":
             url = ""
-        else:
-            raise ConfigError(f"{model}: route {spec.route!r} is not available")
+        else:  # documented, but on a route this package does not speak (see the note)
+            raise ConfigError(f"{model}: {spec.note or f'route {spec.route!r} is not available'}")
         config = (spec.route, url, s.timeouts, tuple(sorted(s.headers.items())))
         with self._lock:
             backend = self._backends.get(config)
             if backend is None:
                 backend = self._make_backend(spec.route, url)
                 self._backends[config] = backend
-            if spec.route == "dashscope":
+            if spec.route in ("dashscope", "dashscope-compatible"):
                 # switched in place: the oss:// upload cache survives a change of mode
                 backend.upload = s.upload  # type: ignore[attr-defined]
             return backend

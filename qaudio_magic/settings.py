@@ -16,16 +16,14 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .models import DEFAULT_MODEL
+from .regions import ALIASES, REGIONS, RegionError, api_base
 
 if TYPE_CHECKING:  # httpx loads with the first backend, not at `%load_ext`
     from .backends._http import Timeouts
 
-__all__ = ["CACHE_MODES", "MAX_CONCURRENCY", "REGIONS", "Settings", "check", "help_of"]
+__all__ = ["CACHE_MODES", "MAX_CONCURRENCY", "REGION_CHOICES", "Settings", "check", "help_of"]
 
-REGIONS = {
-    "cn": "https://dashscope.aliyuncs.com/api/v1",
-    "intl": "https://dashscope-intl.aliyuncs.com/api/v1",
-}
+REGION_CHOICES = (*ALIASES, *REGIONS)  # cn / intl stay as aliases of Beijing / Singapore
 CACHE_MODES = ("auto", "on", "off", "refresh", "replay")
 UPLOAD_MODES = ("auto", "always", "never")
 MAX_CONCURRENCY = 16  # the backend's connection pool holds 16 connections
@@ -54,7 +52,17 @@ class Settings:
         "",
         "DashScope API base URL; empty: $DASHSCOPE_HTTP_BASE_URL, then the region's endpoint",
     )
-    region: str = _setting("cn", "cn (Beijing) or intl (Singapore)", choices=tuple(REGIONS))
+    region: str = _setting(
+        "cn",
+        "Model Studio region, one of the choices below (cn and intl are Beijing and "
+        "Singapore); API keys are per region",
+        choices=REGION_CHOICES,
+    )
+    workspace: str = _setting(
+        "",
+        "Model Studio workspace id: talk to the workspace host {id}.{region}.maas.aliyuncs.com; "
+        "empty: $DASHSCOPE_WORKSPACE_ID, then the region's legacy host",
+    )
     stream: bool = _setting(True, "Stream answers as they are generated")
     system: str = _setting("", "System prompt for new conversations")
     max_history_turns: int = _setting(20, "Most earlier turns sent with a question", low=0)
@@ -114,7 +122,11 @@ class Settings:
         env = os.environ.get("DASHSCOPE_HTTP_BASE_URL", "").strip()
         if env:
             return env.rstrip("/")
-        return REGIONS[self.region]
+        workspace = self.workspace or os.environ.get("DASHSCOPE_WORKSPACE_ID", "").strip()
+        try:
+            return api_base(self.region, workspace)
+        except RegionError as exc:  # a malformed $DASHSCOPE_WORKSPACE_ID
+            raise ConfigError(f"$DASHSCOPE_WORKSPACE_ID: {exc}") from None
 
     def compatible_url(self) -> str:
         """DashScope's OpenAI-compatible base on the same host: ``…/compatible-mode/v1``."""
@@ -174,6 +186,13 @@ def check(name: str, value: Any) -> Any:
         value = value.strip()
         if not value:
             raise ConfigError("model cannot be empty")
+    if name == "workspace":
+        value = value.strip()
+        if value:
+            try:
+                api_base("cn", value)
+            except RegionError as exc:
+                raise ConfigError(str(exc)) from None
     if name == "headers":
         if any(k.lower() == "authorization" for k in value):
             raise ConfigError("put the key in DASHSCOPE_API_KEY or `%qaudio key`, not in headers")

@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 from ._prepare import prepare
 from ._retry import RetryPolicy, with_retries
 from .backends.base import (
+    Annotation,
+    AudioDelta,
     AudioPart,
     Backend,
     Completion,
     Limits,
     Message,
     PreparedAudio,
+    ReasoningDelta,
     Request,
     TextDelta,
     TextPart,
@@ -38,6 +41,8 @@ from .cache import CacheMode, describe_request, key_of, request_material, route_
 from .clip import AudioClip
 from .conversation import Conversation, Turn, estimate_text_tokens
 from .errors import CacheMissError, InputError
+from .model_rules import longer_audio_note, shape_request
+from .models import lookup
 from .segments import find_segments
 
 if TYPE_CHECKING:
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from .grounding import SpeechMap
     from .session import Session
 
-__all__ = ["Outcome", "TurnPlan", "answer_for", "plan_turn", "record", "send"]
+__all__ = ["Outcome", "TurnPlan", "answer_for", "plan_turn", "record", "send", "spoken_clip"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class TurnPlan:
     notes: tuple[str, ...]
     limits: Limits
     conversation: Conversation
+    thinking: bool = False  # the model will reason first (shown apart from the answer)
+    voice: str | None = None  # a spoken answer was asked for, in this voice
 
     @property
     def reference(self) -> PreparedAudio | None:
@@ -98,17 +105,41 @@ def plan_turn(
     params: dict[str, Any],
     stream: bool,
     prepared: Sequence[PreparedAudio] | None = None,
+    speak: bool | str = False,
 ) -> TurnPlan:
     """Prepare the clips (decode errors surface here) and choose the history to send.
 
     ``prepared``: the clips already cut (windows of a long file arrive that way).
+    ``speak``: ask for a spoken answer (True: the model's default voice, or a voice name).
+    The model's own rules (models.py) apply here: see :mod:`qaudio_magic.model_rules`.
     """
+    spec = lookup(model)
+    asked = shape_request(spec, question, params, speak)  # refusals before any decoding
     check_clip_count(len(clips), model, limits)  # before decoding a thousand files
     ready = tuple(prepared) if prepared is not None else tuple(prepare(c, limits) for c in clips)
-    messages, history_notes = _messages(conversation, ready, question, limits, max_history_turns)
-    notes = (*(n for p in ready for n in p.notes), *history_notes)
-    request = Request(model=model, messages=tuple(messages), params=params, stream=stream)
-    return TurnPlan(request, tuple(clips), ready, question, notes, limits, conversation)
+    single = spec.single_turn or spec.transcribes  # the captioner, speech recognition
+    messages, history_notes = _messages(
+        conversation, ready, asked.question, limits, max_history_turns, single=single
+    )
+    longer = longer_audio_note(spec, ready)
+    notes = (
+        *asked.notes,
+        *(n for p in ready for n in p.notes),
+        *((longer,) if longer else ()),
+        *history_notes,
+    )
+    request = Request(model=model, messages=tuple(messages), params=asked.params, stream=stream)
+    return TurnPlan(
+        request,
+        tuple(clips),
+        ready,
+        asked.question,
+        notes,
+        limits,
+        conversation,
+        thinking=asked.thinking,
+        voice=asked.voice,
+    )
 
 
 def check_clip_count(count: int, model: str, limits: Limits) -> None:
@@ -132,8 +163,11 @@ def _messages(
     question: str | None,
     limits: Limits,
     max_turns: int,
+    *,
+    single: bool = False,
 ) -> tuple[list[Message], list[str]]:
-    """System + the history that fits the input budget + the new user message."""
+    """System + the history that fits the input budget + the new user message
+    (no history for a model that answers a single turn)."""
 
     def audio_cost(items: Sequence[PreparedAudio]) -> int:
         return sum(
@@ -156,8 +190,15 @@ def _messages(
             f"this question alone needs about {fixed} input tokens; the model takes "
             f"{limits.max_input_tokens} (send fewer or shorter clips)"
         )
-    history, dropped = conv.history(limits.max_input_tokens - fixed, turn_cost, max_turns=max_turns)
     notes: list[str] = []
+    history: tuple[Turn, ...] = ()
+    dropped = 0
+    if single:
+        if conv.turns:
+            notes.append(f"earlier turns of '{conv.name}' not sent: the model answers one turn")
+    else:
+        budget = limits.max_input_tokens - fixed
+        history, dropped = conv.history(budget, turn_cost, max_turns=max_turns)
     if dropped:
         notes.append(
             f"{dropped} earlier turn{'s' if dropped > 1 else ''} of '{conv.name}' not sent: "
@@ -194,6 +235,17 @@ class Outcome:
     first_text: float | None = None
     cached: bool = False
     attempts: int = 0  # requests sent (0 for a cached answer)
+    reasoning: str = ""  # a thinking model's reasoning: shown apart, never sent back
+    speech: bytes = b""  # a spoken answer: 16-bit mono PCM at speech_rate Hz
+    speech_rate: int = 24_000
+    language: str | None = None  # speech recognition's annotations
+    emotion: str | None = None
+
+
+def speaks(request: Request) -> bool:
+    """Whether ``request`` asks for a spoken answer (``modalities`` with audio)."""
+    modalities = request.params.get("modalities")
+    return isinstance(modalities, (list, tuple)) and "audio" in modalities
 
 
 def send(
@@ -205,18 +257,24 @@ def send(
     on_text: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
     on_attempt: Callable[[int], None] | None = None,
+    on_reasoning: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Answer ``request``: from the cache when ``mode`` allows, else from the backend with
-    retries (then stored). Records usage either way; raises QAudioError subclasses."""
+    retries (then stored). Records usage either way; raises QAudioError subclasses.
+
+    ``on_text`` gets each piece of the answer, ``on_reasoning`` each piece of a thinking
+    model's reasoning. A spoken answer is never cached (its audio is not stored)."""
     started = time.perf_counter()
     seconds = audio_seconds(request)
     store = key = material = None
-    if mode.active:
+    if mode.active and not speaks(request):
         store = sess.response_cache()
         material = request_material(route_of(backend), request)
         key = key_of(material)
         hit = store.get(key) if mode.read else None
         if hit is not None:
+            if on_reasoning is not None and hit.reasoning:
+                on_reasoning(hit.reasoning)
             if on_text is not None and hit.text:
                 on_text(hit.text)
             sess.usage.record(request.model, hit.usage, seconds, cached=True)
@@ -227,6 +285,9 @@ def send(
                 hit.finish_reason,
                 time.perf_counter() - started,
                 cached=True,
+                reasoning=hit.reasoning,
+                language=hit.language,
+                emotion=hit.emotion,
             )
         if mode.replay:
             raise CacheMissError(
@@ -237,6 +298,10 @@ def send(
     first: float | None = None
     completion: Completion | None = None
     parts: list[str] = []
+    thought: list[str] = []
+    pcm: list[bytes] = []
+    rate = 24_000
+    note: Annotation | None = None
     tries = [0]
 
     def attempt(n: int) -> None:
@@ -254,6 +319,15 @@ def send(
                 parts.append(event.text)
                 if on_text is not None:
                     on_text(event.text)
+            elif isinstance(event, ReasoningDelta):
+                thought.append(event.text)
+                if on_reasoning is not None:
+                    on_reasoning(event.text)
+            elif isinstance(event, AudioDelta):
+                pcm.append(event.pcm)
+                rate = event.rate
+            elif isinstance(event, Annotation):
+                note = event
             else:
                 completion = event
     assert completion is not None
@@ -265,6 +339,11 @@ def send(
         time.perf_counter() - started,
         first,
         attempts=tries[0],
+        reasoning="".join(thought),
+        speech=b"".join(pcm),
+        speech_rate=rate,
+        language=note.language if note else None,
+        emotion=note.emotion if note else None,
     )
     sess.usage.record(request.model, completion.usage, seconds, cached=False)
     if store is not None and mode.write and key is not None and material is not None:
@@ -278,6 +357,9 @@ def send(
             finish_reason=outcome.finish_reason,
             latency=outcome.latency,
             clips=[a.clip.label() for m in request.messages for a in m.audio],
+            reasoning=outcome.reasoning,
+            language=outcome.language,
+            emotion=outcome.emotion,
         )
     return outcome
 
@@ -330,6 +412,12 @@ def answer_for(plan: TurnPlan, outcome: Outcome, *, conversation: str | None) ->
         finish_reason=outcome.finish_reason,
         cached=outcome.cached,
         segments=tuple(segments),
+        reasoning=outcome.reasoning,
+        audio=spoken_clip(outcome.speech, outcome.speech_rate, plan.voice)
+        if outcome.speech
+        else None,
+        language=outcome.language,
+        emotion=outcome.emotion,
     )
 
 
@@ -342,3 +430,13 @@ def _speech_map(ref: PreparedAudio) -> SpeechMap | None:
     if clip.is_remote or not ref.seconds:
         return None
     return map_for_window(clip, ref.start, ref.seconds)
+
+
+def spoken_clip(pcm: bytes, rate: int, voice: str | None) -> AudioClip:
+    """A spoken answer (16-bit mono PCM) as an AudioClip: a player plays it, ``.decode()``
+    gives the samples; held in memory only (never in the saved notebook or the cache)."""
+    import numpy as np
+
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+    name = f"spoken answer ({voice})" if voice else "spoken answer"
+    return AudioClip.from_array(samples, rate, name=name)

@@ -8,6 +8,13 @@ conversation's clip is shown under the answer). Every output carries a plain-tex
 fallback listing those times, so a notebook saved with default settings (no widget
 state) still says which clip the answer is about and where, and holds no audio bytes.
 In a terminal the text is printed as it arrives.
+
+A thinking model's reasoning streams into a collapsed "💭 thinking…" block above the
+answer (an accordion while it streams, so opening it to read survives updates; a static
+collapsed block once the answer is complete, so a saved notebook keeps it). It has its
+own display and its own pace of updates, so it never delays the answer's first text.
+A spoken answer gets a player under the answer; it never autoplays, and its audio lives
+in widget state only, so the saved notebook holds no audio bytes.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from .segments import Segment
 
 if TYPE_CHECKING:
     from .backends.base import PreparedAudio
+    from .clip import AudioClip
 
 __all__ = ["AnswerView", "display_mode", "make_player"]
 
 _UPDATE_EVERY = 0.05  # seconds between re-renders while streaming (the first is immediate)
+_THINK_EVERY = 0.25  # seconds between updates of the reasoning block (the first is immediate)
 
 
 def display_mode() -> str | None:
@@ -58,12 +67,19 @@ class AnswerView:
         question: str | None,
         notes: Sequence[str] = (),
         mode: str = "rich",
+        thinking: bool = False,
     ) -> None:
         self.audio = list(audio)
         self.question = question
         self.notes = list(notes)
         self.mode = mode
+        self.thinking = thinking  # reserve the reasoning block above the answer
         self.text = ""
+        self.reasoning = ""
+        self._thought: Any = None  # the accordion's HTML while reasoning streams
+        self._accordion: Any = None
+        self._thinking_handle: Any = None
+        self._last_thought = 0.0
         self._handle: Any = None
         self._last_render = 0.0
         self._dirty = False
@@ -71,6 +87,7 @@ class AnswerView:
         self._player_handles: list[Any] = []
         self._after: list[Any] = []  # players shown under the answer (follow-ups)
         self.segments: list[Segment] = []
+        self.notes_after: list[str] = []  # terminal lines after the footer
         self.data: Mapping[str, Any] | None = None  # a typed answer's fields, once valid
 
     @property
@@ -89,16 +106,73 @@ class AnswerView:
             player = make_player(audio)
             self.players.append(player)
             self._player_handles.append(display(player, display_id=True))
+        if self.thinking:
+            import ipywidgets
+
+            self._thought = ipywidgets.HTML("")
+            self._accordion = ipywidgets.Accordion(
+                children=[self._thought], titles=("💭 thinking…",), selected_index=None
+            )
+            self._thinking_handle = display(self._accordion, display_id=True)
         data, md = self._bundle(footer="", status=None)
         self._handle = display(data, metadata=md, raw=True, display_id=True)
 
+    def add_reasoning(self, text: str) -> None:
+        """A new piece of reasoning: into its block, at its own pace (never the answer's)."""
+        first = not self.reasoning
+        self.reasoning += text
+        if self.mode == "plain":
+            sys.stdout.write(("💭 " if first else "") + text)
+            sys.stdout.flush()
+            return
+        now = time.perf_counter()
+        if self._thought is not None:
+            if self._last_thought and now - self._last_thought < _THINK_EVERY:
+                return
+            self._show_reasoning(streaming=True)
+            self._last_thought = now
+        elif not self._last_render or now - self._last_render >= _UPDATE_EVERY:
+            self._render(footer="", status=None)  # no block reserved: inside the answer
+            self._last_render = now
+
+    def _show_reasoning(self, *, streaming: bool) -> None:
+        from ._render import thinking_bundle
+
+        data, _ = thinking_bundle(self.reasoning, streaming=streaming)
+        self._thought.value = data["text/html"]
+        if self._accordion is not None:
+            title = data["text/plain"].split(" — ")[0]
+            self._accordion.titles = (title,)
+
+    def _settle_reasoning(self) -> None:
+        """The reasoning block as a static, collapsed block (as open as the user left it)."""
+        if self._accordion is None:
+            return
+        from ._render import thinking_bundle
+
+        opened = self._accordion.selected_index == 0
+        handle = self._thinking_handle
+        if handle is not None and self.reasoning:
+            data, md = thinking_bundle(self.reasoning, streaming=False, open=opened)
+            handle.update(data, metadata=md, raw=True)
+        elif handle is not None:  # it did not think after all
+            handle.update({"text/plain": ""}, raw=True)
+        self._accordion.close()
+        self._thought.close()
+        self._accordion = self._thought = None
+
     def add(self, text: str) -> None:
         """A new piece of answer text: shown at once, then at most every 50 ms."""
+        first = not self.text
         self.text += text
         if self.mode == "plain":
+            if first and self.reasoning:
+                sys.stdout.write("\n\n")
             sys.stdout.write(text)
             sys.stdout.flush()
             return
+        if first and self._thought is not None and self.reasoning:
+            self._show_reasoning(streaming=False)  # complete now: one cheap widget update
         now = time.perf_counter()
         if self._last_render and now - self._last_render < _UPDATE_EVERY:
             self._dirty = True
@@ -114,13 +188,22 @@ class AnswerView:
         segments: Sequence[Segment] = (),
         reference: PreparedAudio | None = None,
         data: Mapping[str, Any] | None = None,
+        spoken: AudioClip | None = None,
     ) -> None:
         """The complete answer; ``segments`` (times it mentions) go on ``reference``'s player;
-        ``data`` (a typed answer) shows as a table with the raw text folded."""
+        ``data`` (a typed answer) shows as a table with the raw text folded; ``spoken``: the
+        spoken answer, given a player under the answer."""
         self.segments = list(segments)
         self.data = data
         if self.mode == "rich" and self.segments and reference is not None:
             self._show_segments(reference)
+        if spoken is not None:
+            if self.mode == "plain":
+                self.notes_after = [f"🗣 spoken answer: {spoken.duration or 0:.1f} s (answer.audio)"]
+            else:
+                from .player import Player
+
+                self._after.append(Player(spoken))
         self._final(footer, None, metadata)
 
     def _show_segments(self, reference: PreparedAudio) -> None:
@@ -160,8 +243,9 @@ class AnswerView:
                 from ._render import data_lines
 
                 tail = [*data_lines(self.data), *tail]
-            print("", *tail, sep="\n", flush=True)
+            print("", *tail, *self.notes_after, sep="\n", flush=True)
             return
+        self._settle_reasoning()
         self._render(footer=footer, status=status, metadata=metadata)
         if self._after:
             from IPython.display import display
@@ -181,6 +265,7 @@ class AnswerView:
             metadata=metadata or {"status": "streaming"},
             segments=[s.label() for s in self.segments],
             data=self.data,
+            reasoning=self.reasoning if not self.thinking else "",
         )
 
     def _render(

@@ -24,6 +24,7 @@ from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import APIError, AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
+from ._deltas import annotation_of
 from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
     BearerAuth,
@@ -37,7 +38,17 @@ from ._http import (
 from ._inline import base64_text, dumps
 from ._sse import looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
-from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+from .base import (
+    Annotation,
+    AudioPart,
+    Completion,
+    Event,
+    Limits,
+    Message,
+    Request,
+    TextDelta,
+    Usage,
+)
 
 __all__ = ["BEIJING", "SINGAPORE", "DashScopeBackend"]
 
@@ -268,6 +279,9 @@ class DashScopeBackend(HTTPBackend):
             answer = _text_of(last)
         if answer:
             yield TextDelta(answer)
+        note = _annotation(last)
+        if note is not None:
+            yield note
         yield Completion(_usage(last), last.get("request_id"), _finish(last))
 
     def _stream(
@@ -325,6 +339,9 @@ class DashScopeBackend(HTTPBackend):
             for _ in events:  # read to the end of the body, or the connection cannot be reused
                 if time.monotonic() > deadline:
                     break
+            note = _annotation(last)
+            if note is not None:
+                yield note
             yield Completion(_usage(last), last.get("request_id"), finish)
 
     def _frame_payload(self, event: str | None, status: int | None, data: str) -> dict[str, Any]:
@@ -374,6 +391,12 @@ def _text_of(payload: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     return str((payload.get("output") or {}).get("text") or "")
+
+
+def _annotation(payload: dict[str, Any]) -> Annotation | None:
+    """Qwen3-ASR's ``message.annotations`` (language, emotion), from the last frame."""
+    message = _choice(payload).get("message")
+    return annotation_of(message) if isinstance(message, dict) else None
 
 
 def _finish(payload: dict[str, Any]) -> str | None:

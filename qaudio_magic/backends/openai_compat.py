@@ -46,6 +46,7 @@ from .._prepare import PreparedAudio
 from .._secret import Secret
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
 from ..models import ModelSpec, lookup, served_name
+from ._deltas import PCMReader, ThinkSplitter, annotation_of, reasoning_of, whole
 from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
     BearerAuth,
@@ -59,7 +60,7 @@ from ._http import (
 from ._inline import base64_text, dumps
 from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
-from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+from .base import AudioPart, Completion, Event, Limits, Message, ReasoningDelta, Request, Usage
 
 __all__ = ["Dialect", "OpenAICompatBackend"]
 
@@ -173,11 +174,38 @@ class OpenAICompatBackend(HTTPBackend):
             elif request.stream:
                 yield from self._stream(url, content, headers, auth, deadline)
             else:  # a stream-only model asked for the whole answer: stream, show it once done
-                yield from _whole(self._stream(url, content, headers, auth, deadline))
+                yield from whole(self._stream(url, content, headers, auth, deadline))
         except httpx.HTTPError as exc:
             raise transport_error(
                 exc, self.host, deadline=deadline, total=self.timeouts.total
             ) from None
+
+    def plan(self, request: Request) -> tuple[list[tuple[PreparedAudio, str, int]], int]:
+        """How each clip would travel and the body size, without sending anything
+        (``--dry-run``): ``[(audio, route, wire_bytes)]``, route ``inline``, ``upload``,
+        ``uploaded`` or ``url``."""
+        key = self._key()
+        routes: list[tuple[PreparedAudio, str, int]] = []
+        values: dict[PreparedAudio, str] = {}
+        model = served_name(request.model)
+        for message in request.messages:
+            for audio in message.audio:
+                if audio.url is not None or audio.data is None:
+                    routes.append((audio, "url", len(audio.url or "")))
+                elif self.uploading and (
+                    self.upload == "always" or len(audio.data) > INLINE_MAX_BYTES
+                ):
+                    url = self.uploads.cached(audio, model, key)
+                    if url is None:
+                        url = "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename
+                        routes.append((audio, "upload", audio.size + 1_000))
+                    else:
+                        routes.append((audio, "uploaded", len(url)))
+                    values[audio] = url
+                else:
+                    routes.append((audio, "inline", 4 * -(-audio.size // 3) + 14))
+        body = self.build_body(request, stream=True, audio_values=values)
+        return routes, len(dumps(body))
 
     def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
         """``oss://`` URLs for the request's local audio (uploaded once, then reused)."""
@@ -323,15 +351,17 @@ class OpenAICompatBackend(HTTPBackend):
         rid = _request_id(response.headers)
         text = response.content.decode("utf-8", "replace")
         if looks_like_sse(text):  # a server that streamed anyway: read its chunks
-            yield from _whole(self._chunks(parse_events(text), rid, deadline))
+            yield from whole(self._chunks(parse_events(text), rid, deadline))
             return
         payload = self._load(text)
         self._raise_if_error(payload, None)
         choices = payload.get("choices") or []
         choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-        answer = _content_text((choice.get("message") or {}).get("content"))
-        if answer:
-            yield TextDelta(answer)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            think = ThinkSplitter(active=self.dialect == "openai")
+            yield from self._delta_events(message, think, PCMReader())
+            yield from think.flush()
         yield Completion(
             _usage(payload.get("usage")), rid or payload.get("id"), choice.get("finish_reason")
         )
@@ -366,10 +396,13 @@ class OpenAICompatBackend(HTTPBackend):
     def _chunks(
         self, events: Iterable[SSEEvent], rid: str | None, deadline: float
     ) -> Iterator[Event]:
-        """Text deltas from ``chat.completion.chunk`` events, then one Completion."""
+        """Reasoning, text, audio and annotation events from ``chat.completion.chunk``
+        events, then one Completion."""
         finish: str | None = None
         usage: dict[str, Any] | None = None
         done = False
+        think = ThinkSplitter(active=self.dialect == "openai")
+        speech = PCMReader()
         for event in events:
             if time.monotonic() > deadline:
                 raise too_late(self.host, self.timeouts.total, rid)
@@ -386,9 +419,9 @@ class OpenAICompatBackend(HTTPBackend):
             for choice in payload.get("choices") or []:
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                text = _content_text((choice.get("delta") or {}).get("content"))
-                if text:
-                    yield TextDelta(text)
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    yield from self._delta_events(delta, think, speech)
                 if choice.get("finish_reason"):
                     finish = str(choice["finish_reason"])
         if not done and finish is None:
@@ -396,7 +429,26 @@ class OpenAICompatBackend(HTTPBackend):
                 f"{self.host} ended the stream before the answer was complete"
                 + (f" (request id {rid})" if rid else "")
             )
+        yield from think.flush()
         yield Completion(_usage(usage), rid, finish)
+
+    def _delta_events(
+        self, part: dict[str, Any], think: ThinkSplitter, speech: PCMReader
+    ) -> Iterator[Event]:
+        """Reasoning, text, audio and annotations of one delta (or a whole message)."""
+        thought = reasoning_of(part)
+        if thought:
+            think.off()  # the server separates reasoning: no <think> tags to look for
+            yield ReasoningDelta(thought)
+        text = _content_text(part.get("content"))
+        if text:
+            yield from think.feed(text)
+        audio = speech.feed(part.get("audio"))
+        if audio is not None:
+            yield audio
+        note = annotation_of(part)
+        if note is not None:
+            yield note
 
     # ------------------------------------------------------------------ errors
     def _load(self, text: str) -> dict[str, Any]:
@@ -463,23 +515,6 @@ def _single_turn(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     """System messages and the last user message: no history for single-turn models."""
     last = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
     return tuple(m for i, m in enumerate(messages) if m.role == "system" or i == last)
-
-
-def _whole(events: Iterator[Event]) -> Iterator[Event]:
-    """The answer as one delta once complete (``--no-stream`` on a stream-only model)."""
-    parts: list[str] = []
-    try:
-        for event in events:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                if parts:
-                    yield TextDelta("".join(parts))
-                yield event
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
 
 
 def _request_id(headers: httpx.Headers) -> str | None:
