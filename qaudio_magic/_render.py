@@ -15,7 +15,14 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-__all__ = ["bundle", "data_lines", "render_markdown", "thinking_bundle"]
+__all__ = [
+    "bundle",
+    "data_lines",
+    "reasoning_html",
+    "render_markdown",
+    "thinking_bundle",
+    "thinking_title",
+]
 
 _SAFE_SCHEMES = ("http://", "https://")
 
@@ -51,6 +58,19 @@ _STYLE = (
     ".qaudio-thinking .qaudio-reasoning{white-space:pre-wrap;color:var(--jp-ui-font-color2,#666);"
     "font-size:0.85em;margin:0.3em 0 0.3em 1em}</style>"
 )
+
+
+def reasoning_html(reasoning: str) -> str:
+    """Reasoning as escaped plain text (never rendered as Markdown or HTML)."""
+    return (
+        '<div class="qaudio-reasoning" style="white-space:pre-wrap;font-size:0.85em;'
+        f'color:var(--jp-ui-font-color2,#666)">{html.escape(reasoning)}</div>'
+    )
+
+
+def thinking_title(reasoning: str, *, streaming: bool) -> str:
+    """``💭 thinking… (N words)`` while it streams, ``💭 thought (N words)`` after."""
+    return _thinking_title(reasoning, streaming=streaming)
 
 
 def _thinking_title(reasoning: str, *, streaming: bool) -> str:

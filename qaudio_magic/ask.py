@@ -95,8 +95,10 @@ def ask_audio(
     typed: Schema | None = None
     if schema is not None:  # pydantic loads with the first typed question, not at %load_ext
         from .schema import Schema
+        from .structured import check_model
 
         typed = Schema.of(schema)  # a bad schema fails here, before anything is sent
+        check_model(model or settings.model)
     if windows is not None or batch or (batch is None and is_many(sources)):
         if dry_run:
             from .estimate import plan_many

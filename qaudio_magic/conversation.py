@@ -41,6 +41,8 @@ class Turn:
     usage: Usage | None = None
     request_id: str | None = None
     created: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+    # A thinking model's reasoning: exported apart from the answer, never sent as history
+    reasoning: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record without audio bytes (clips are named and hashed)."""
@@ -52,6 +54,7 @@ class Turn:
             "request_id": self.request_id,
             "created": self.created.isoformat(),
             "clips": [c.describe() for c in self.clips],
+            **({"reasoning": self.reasoning} if self.reasoning else {}),
         }
 
     @classmethod
@@ -68,6 +71,7 @@ class Turn:
             created=_dt.datetime.fromisoformat(data["created"])
             if data.get("created")
             else _dt.datetime.now(_dt.timezone.utc),
+            reasoning=str(data.get("reasoning") or ""),
         )
 
 

@@ -85,8 +85,11 @@ def compare(
     typed: Schema | None = None
     if schema is not None:
         from .schema import Schema
+        from .structured import check_model
 
         typed = Schema.of(schema)
+        for name in names:
+            check_model(name)
     question = (question or "").strip() or None
     if dry_run:
         from .estimate import plan_many
@@ -124,7 +127,9 @@ def compare(
         cache_mode=resolve_mode(cache if cache is not None else settings.cache, batch=True),
         schema=typed,
     )
-    results, interrupted, stopped, elapsed = _run(run, list(lanes.values()), names, progress)
+    results, attempts, interrupted, stopped, elapsed = _run(
+        run, list(lanes.values()), names, progress
+    )
     for lane in lanes.values():
         if interrupted:
             sess.discard_backend(lane.backend)  # no connection of aborted requests stays open
@@ -135,6 +140,7 @@ def compare(
         question=question,
         schema=typed,
         labels=labels,
+        attempts=attempts,
         elapsed=elapsed,
         interrupted=interrupted,
         stopped=stopped,
@@ -188,8 +194,8 @@ def _cells(lane: _Lane, count: int, stopped: Mapping[str, str]) -> Iterator[tupl
                 yield model, index
 
 
-def _ask_cell(run: _Run, backend: Backend, model: str, index: int) -> Result:
-    """One cell, start to finish, in a worker thread."""
+def _ask_cell(run: _Run, backend: Backend, model: str, index: int) -> tuple[Result, int]:
+    """One cell, start to finish, in a worker thread: its result and the requests sent."""
     clips = run.groups[index]
     parts: list[str] = []
     tries = [0]
@@ -242,7 +248,7 @@ def _ask_cell(run: _Run, backend: Backend, model: str, index: int) -> Result:
                 turn = replace(turn, notes=(*turn.notes, repaired))
         answer = answer_for(turn, outcome, conversation=None)
         answer.data = data
-        return answer
+        return answer, outcome.attempts
     except QAudioError as exc:
         error = exc
     except Exception as exc:  # a bug must not cost the other cells their answers
@@ -250,24 +256,26 @@ def _ask_cell(run: _Run, backend: Backend, model: str, index: int) -> Result:
         error.__cause__ = exc
     if run.cancel.is_set() and not isinstance(error, Interrupted):
         error = Interrupted("interrupted (Ctrl-C)")
-    return Failure(clips, run.question, error, model, "".join(parts), tries[0], notes=notes)
+    failure = Failure(clips, run.question, error, model, "".join(parts), tries[0], notes=notes)
+    return failure, tries[0]
 
 
 def _run(
     run: _Run, lanes: list[_Lane], models: list[str], progress: bool | Progress
-) -> tuple[dict[str, list[Result]], bool, dict[str, str], float]:
+) -> tuple[dict[str, list[Result]], dict[str, list[int]], bool, dict[str, str], float]:
     """Keep each lane's workers busy until every cell is done, stopped, or Ctrl-C."""
     started = time.perf_counter()
     count = len(run.groups)
     results: dict[str, list[Result | None]] = {m: [None] * count for m in models}
+    attempts: dict[str, list[int]] = {m: [0] * count for m in models}
     stopped: dict[str, str] = {}
     label = f"{len(models)} models: " + (run.question or "voice chat")
     meter = Meter(progress, count * len(models), label, "answer")
     pool = cf.ThreadPoolExecutor(
         max_workers=sum(lane.workers for lane in lanes), thread_name_prefix="qaudio-grid"
     )
-    inflight: dict[cf.Future[Result], tuple[_Lane, str, int]] = {}
-    finished: queue.SimpleQueue[cf.Future[Result]] = queue.SimpleQueue()
+    inflight: dict[cf.Future[tuple[Result, int]], tuple[_Lane, str, int]] = {}
+    finished: queue.SimpleQueue[cf.Future[tuple[Result, int]]] = queue.SimpleQueue()
     for lane in lanes:
         lane.cells = _cells(lane, count, stopped)
     interrupted = False
@@ -294,7 +302,7 @@ def _run(
             for future in done:
                 lane, model, index = inflight.pop(future)
                 lane.running -= 1
-                result = future.result()
+                result, attempts[model][index] = future.result()
                 results[model][index] = result
                 if model not in stopped and isinstance(result, Failure) and result.error.ends_batch:
                     stopped[model] = result.error.one_line()
@@ -302,7 +310,7 @@ def _run(
     except KeyboardInterrupt:
         interrupted = True
         run.cancel.set()
-        _stop(lanes, inflight, results, meter)
+        _stop(lanes, inflight, results, attempts, meter)
     finally:
         run.cancel.set()  # wakes any worker still sleeping before a retry
         pool.shutdown(wait=True, cancel_futures=True)
@@ -321,13 +329,14 @@ def _run(
             )
             for i, r in enumerate(row)
         ]
-    return final, interrupted, stopped, time.perf_counter() - started
+    return final, attempts, interrupted, stopped, time.perf_counter() - started
 
 
 def _stop(
     lanes: list[_Lane],
-    inflight: dict[cf.Future[Result], tuple[_Lane, str, int]],
+    inflight: dict[cf.Future[tuple[Result, int]], tuple[_Lane, str, int]],
     results: dict[str, list[Result | None]],
+    attempts: dict[str, list[int]],
     meter: Meter,
 ) -> None:
     """After Ctrl-C: abort in-flight requests, keep what finished meanwhile."""
@@ -344,8 +353,9 @@ def _stop(
             for future in done:
                 _, model, index = inflight.pop(future)
                 if not future.cancelled():
-                    results[model][index] = future.result()
-                    meter.update(future.result())
+                    result, attempts[model][index] = future.result()
+                    results[model][index] = result
+                    meter.update(result)
             if time.monotonic() > deadline:
                 break
         except KeyboardInterrupt:  # a second Ctrl-C: keep stopping, it takes a moment
@@ -370,6 +380,7 @@ class Grid:
         interrupted: bool = False,
         stopped: Mapping[str, str] | None = None,
         region: str | None = None,
+        attempts: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         self.groups = list(groups)
         self.models = list(models)
@@ -389,7 +400,7 @@ class Grid:
                 interrupted=interrupted,
                 stopped=self.stopped.get(m),
                 labels=self.labels,
-                attempts=[getattr(r, "attempts", 0) or 0 for r in results[m]],
+                attempts=(attempts or {}).get(m, ()),
                 schema=schema,
             )
             for m in self.models

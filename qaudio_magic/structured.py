@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .backends.base import Backend, Message, Request, TextPart, Usage
-from .errors import AnswerMismatchError
+from .errors import AnswerMismatchError, InputError
 from .schema import Schema
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ __all__ = [
     "GUIDED_ROUTES",
     "TypedResult",
     "ask_typed",
+    "check_model",
     "mechanism",
     "send_typed",
     "typed_plan",
@@ -51,6 +52,26 @@ class _HasText(Protocol):
 
 
 OutcomeT = TypeVar("OutcomeT", bound=_HasText)
+
+
+def check_model(model: str) -> None:
+    """Refuse a typed question to a model that cannot answer one, before anything is sent:
+    speech recognition models transcribe (a question is only context to them) and the
+    captioner takes no text at all, so neither can be asked for JSON or repaired."""
+    from .models import lookup
+
+    spec = lookup(model)
+    why = None
+    if spec.transcribes:
+        why = "it transcribes speech; the question is only context to it"
+    elif not spec.takes_text or spec.single_turn:
+        why = "it takes no question (one turn, audio only)"
+    if why:
+        raise InputError(
+            f"{model} cannot answer a typed question (--schema): {why}",
+            hint="ask a model that answers questions, e.g. qwen3.5-omni-flash, then score "
+            "its transcripts against labels with metric='wer'",
+        )
 
 
 def mechanism(route: str) -> str:

@@ -379,6 +379,7 @@ def record(plan: TurnPlan, outcome: Outcome) -> Turn:
         model=plan.request.model,
         usage=outcome.usage,
         request_id=outcome.request_id,
+        reasoning=outcome.reasoning,
     )
     plan.conversation.append(turn)
     return turn

@@ -10,9 +10,10 @@ state) still says which clip the answer is about and where, and holds no audio b
 In a terminal the text is printed as it arrives.
 
 A thinking model's reasoning streams into a collapsed "💭 thinking…" block above the
-answer (an accordion while it streams, so opening it to read survives updates; a static
-collapsed block once the answer is complete, so a saved notebook keeps it). It has its
-own display and its own pace of updates, so it never delays the answer's first text.
+answer: an accordion widget, so opening it to read survives every update; where widgets
+cannot render (a notebook saved without widget state, nbconvert) its output falls back to
+a static collapsed block with the same reasoning. It has its own display and its own pace
+of updates, so it never delays the answer's first text.
 A spoken answer gets a player under the answer; it never autoplays, and its audio lives
 in widget state only, so the saved notebook holds no audio bytes.
 """
@@ -107,12 +108,7 @@ class AnswerView:
             self.players.append(player)
             self._player_handles.append(display(player, display_id=True))
         if self.thinking:
-            import ipywidgets
-
-            self._thought = ipywidgets.HTML("")
-            self._accordion = ipywidgets.Accordion(
-                children=[self._thought], titles=("💭 thinking…",), selected_index=None
-            )
+            self._thought, self._accordion = _thinking_block()
             self._thinking_handle = display(self._accordion, display_id=True)
         data, md = self._bundle(footer="", status=None)
         self._handle = display(data, metadata=md, raw=True, display_id=True)
@@ -136,29 +132,29 @@ class AnswerView:
             self._last_render = now
 
     def _show_reasoning(self, *, streaming: bool) -> None:
-        from ._render import thinking_bundle
+        from ._render import reasoning_html, thinking_title
 
-        data, _ = thinking_bundle(self.reasoning, streaming=streaming)
-        self._thought.value = data["text/html"]
-        if self._accordion is not None:
-            title = data["text/plain"].split(" — ")[0]
-            self._accordion.titles = (title,)
+        self._thought.value = reasoning_html(self.reasoning)
+        self._accordion.titles = (thinking_title(self.reasoning, streaming=streaming),)
+        self._accordion.reasoning = self.reasoning
 
     def _settle_reasoning(self) -> None:
-        """The reasoning block as a static, collapsed block (as open as the user left it)."""
+        """The block once the answer is complete: the widget stays (and stays as open as the
+        user left it); its output is published again so that where no widget can render (a
+        saved notebook without widget state, nbconvert) a static collapsed block holds the
+        reasoning. A request that did not think after all leaves nothing behind."""
         if self._accordion is None:
             return
-        from ._render import thinking_bundle
-
-        opened = self._accordion.selected_index == 0
         handle = self._thinking_handle
-        if handle is not None and self.reasoning:
-            data, md = thinking_bundle(self.reasoning, streaming=False, open=opened)
-            handle.update(data, metadata=md, raw=True)
-        elif handle is not None:  # it did not think after all
-            handle.update({"text/plain": ""}, raw=True)
-        self._accordion.close()
-        self._thought.close()
+        if self.reasoning:
+            self._show_reasoning(streaming=False)
+            if handle is not None:
+                handle.update(self._accordion)
+        else:
+            if handle is not None:
+                handle.update({"text/plain": ""}, raw=True)
+            self._accordion.close()
+            self._thought.close()
         self._accordion = self._thought = None
 
     def add(self, text: str) -> None:
@@ -275,3 +271,27 @@ class AnswerView:
         if self._handle is not None:
             self._handle.update(data, metadata=md, raw=True)
         self._dirty = False
+
+
+def _thinking_block() -> tuple[Any, Any]:
+    """The "💭 thinking…" accordion (collapsed) and its content: a widget, so that opening
+    it survives the updates while the reasoning streams. Where widgets cannot render, its
+    output falls back to a static collapsed block with the same reasoning."""
+    import ipywidgets
+
+    from ._render import thinking_bundle
+
+    class ThinkingBlock(ipywidgets.Accordion):  # type: ignore[misc]
+        reasoning = ""
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+            bundle = super()._repr_mimebundle_(**kwargs)
+            if bundle is None:
+                return None
+            data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+            static, _ = thinking_bundle(self.reasoning, streaming=not self.reasoning)
+            return {**data, **static}, metadata
+
+    content = ipywidgets.HTML("")
+    block = ThinkingBlock(children=[content], titles=("💭 thinking…",), selected_index=None)
+    return content, block

@@ -141,14 +141,15 @@ def test_38_reasoning_is_shown_apart_and_never_sent_back(ip, emu: Emulator) -> N
     # the block above the answer: reserved first (an accordion while it streams), then a
     # static collapsed block holding the reasoning as escaped text
     kinds = [
-        "accordion" if "Accordion" in o.data.get("text/plain", "")
+        "thinking" if "💭 thinking…" in o.data.get("text/plain", "")
+        else "thought" if "💭 thought (" in o.data.get("text/plain", "")
         else o.metadata.get("qaudio", {}).get("status")
         for o in cap.outputs
     ]  # fmt: skip
-    assert kinds.index("accordion") < kinds.index("streaming") < kinds.index("thought")
-    settled = [o for o in cap.outputs if o.metadata.get("qaudio", {}).get("status") == "thought"]
-    assert len(settled) == 1
-    html = settled[0].data["text/html"]
+    assert kinds.index("thinking") < kinds.index("streaming") < kinds.index("thought")
+    (settled,) = [o for o in cap.outputs if "💭 thought (" in o.data.get("text/plain", "")]
+    assert WIDGET in settled.data  # the same accordion, published again when complete
+    html = settled.data["text/html"]  # ... with a static fallback where widgets cannot render
     assert "<details" in html and "<details open" not in html  # collapsed
     assert "💭 thought (" in html and "Emulated reasoning" in html
     assert "Emulated reasoning" not in _answer_updates(cap.outputs)[-1].data["text/html"]
@@ -363,3 +364,32 @@ def test_a_vllm_server_without_a_reasoning_parser_gets_its_think_tags_taken_out(
     )
     assert answer.text == "It says hello."
     assert answer.reasoning == "The clip is short; a greeting."
+
+
+def test_a_long_file_by_url_is_checked_against_the_models_url_limit(
+    ip, emu: Emulator, file_server, hour: Path
+) -> None:
+    """Where clips cannot be uploaded, local audio is held to the inline budget — but a URL
+    is fetched by the service, so a 57.6 MB file by URL still reaches Qwen3.5-Omni whole."""
+    base, folder = file_server
+    (folder / hour.name).write_bytes(hour.read_bytes())
+    ip.run_line_magic("config", "QAudioMagic.upload = 'never'")
+    answer = ip.run_cell_magic("qaudio", f"{base}/{hour.name} -m qwen3.5-omni-plus", "Sum up.")
+    (request,) = emu.chat_requests()
+    assert request.json["messages"][0]["content"][0]["input_audio"]["data"].endswith(hour.name)
+    assert request.audio[0].duration == 3600.0 and "3600.00 s" in answer.text
+    with pytest.raises(UsageError, match="over the 100 MB the service fetches"):
+        big = folder / "big.wav"
+        with big.open("wb") as out:
+            out.truncate(101_000_000)  # a HEAD check is all that happens: no decode
+        ip.run_cell_magic("qaudio", f"{base}/big.wav -m qwen3-omni-flash", "Q")
+
+
+def test_export_keeps_reasoning_apart_from_the_answer(ip, emu: Emulator, tmp_path: Path) -> None:
+    import json
+
+    answer = ip.run_cell_magic("qaudio", f"{SPEECH} -m qwen3.8-omni-flash --new", "What?")
+    ip.run_line_magic("qaudio", f"export {tmp_path / 'conv.json'}")
+    (turn,) = json.loads((tmp_path / "conv.json").read_text())["turns"]
+    assert turn["answer"] == answer.text and turn["reasoning"] == answer.reasoning
+    assert "Emulated reasoning" not in turn["answer"]

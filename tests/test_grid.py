@@ -57,6 +57,7 @@ def test_compare_three_models_gives_a_grid_with_latency_and_tokens(
         len(clips),
         len(clips),
     )
+    assert all(grid[m].requests == len(clips) for m in MODELS)
     long = grid.to_pandas()
     assert len(long) == 3 * len(clips) and set(long["model"]) == set(MODELS)
     assert long["latency"].gt(0).all() and long["output_tokens"].gt(0).all()
@@ -256,4 +257,4 @@ def test_a_grid_across_all_four_routes(emu: Emulator, audio: Path, tiny: str) ->
     assert isinstance(typed[NATIVE][0], Answer)
     failed = typed[tiny][0]
     assert isinstance(failed, Failure) and isinstance(failed.error, AnswerMismatchError)
-    assert failed.attempts == 2
+    assert failed.attempts == 2 and typed[tiny].requests == 2

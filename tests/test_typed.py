@@ -213,3 +213,23 @@ def test_typed_answers_score_against_label_columns(
     score = answers.score(pd.DataFrame.from_dict(labels, orient="index"))
     assert score.metric == "accuracy" and score.by_field == {"gender": 0.5}
     assert score.confusion["gender"].to_numpy().sum() == len(clips)
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        ("qwen3-asr-flash", "it transcribes speech"),
+        ("qwen3-omni-30b-a3b-captioner", "it takes no question"),
+    ],
+)
+def test_models_that_take_no_question_refuse_a_schema_before_sending(
+    ip, emu: Emulator, audio: Path, model: str, why: str
+) -> None:
+    ip.user_ns["Speaker"] = SPEAKER
+    with pytest.raises(UsageError, match=f"{model} cannot answer a typed question.*{why}"):
+        ip.run_cell_magic("qaudio", f"{audio / 'speech_en.wav'} -m {model} --schema Speaker", "Q")
+    with pytest.raises(UsageError, match=f"{model} cannot answer a typed question"):
+        ip.run_cell_magic(
+            "qaudio", f"{audio}/*.wav --compare qwen3.5-omni-flash,{model} --schema Speaker", "Q"
+        )
+    assert emu.requests == []

@@ -51,6 +51,7 @@ class Limits:
     max_output_tokens: int = 2_048
     max_audio_seconds: float | None = 30.0  # only this much of each clip is heard
     max_audio_bytes: int = 10_000_000  # per file, and per base64 string
+    max_url_bytes: int | None = None  # a file the service fetches by URL (None: as above)
     audio_tokens_per_second: float = 25.0
     min_audio_tokens: int = 25
     # (container, codec) pairs the service takes as they are; others are re-encoded.

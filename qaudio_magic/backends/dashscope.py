@@ -88,7 +88,9 @@ class DashScopeBackend(HTTPBackend):
         limits = lookup(model).limits
         if not self.uploading:  # inline only: keep base64 within the documented budget
             return dataclasses.replace(
-                limits, max_audio_bytes=min(limits.max_audio_bytes, INLINE_MAX_BYTES)
+                limits,
+                max_audio_bytes=min(limits.max_audio_bytes, INLINE_MAX_BYTES),
+                max_url_bytes=limits.max_url_bytes or limits.max_audio_bytes,
             )
         return limits
 

@@ -131,9 +131,12 @@ class OpenAICompatBackend(HTTPBackend):
         limits = lookup(model).limits
         if self.dialect != "dashscope" or limits.max_audio_bytes <= INLINE_MAX_BYTES:
             return limits
+        by_url = limits.max_url_bytes or limits.max_audio_bytes  # the service fetches URLs
         if self.uploading:  # the temporary store takes up to 1 GB a file (DOC-TMPURL@2026-10)
             return dataclasses.replace(
-                limits, max_audio_bytes=min(limits.max_audio_bytes, UPLOAD_MAX_BYTES)
+                limits,
+                max_audio_bytes=min(limits.max_audio_bytes, UPLOAD_MAX_BYTES),
+                max_url_bytes=by_url,
             )
         fits = float((INLINE_MAX_BYTES - 4_096) // _WAV_BYTES_PER_SECOND)  # room for a header
         heard = limits.max_audio_seconds
@@ -141,6 +144,7 @@ class OpenAICompatBackend(HTTPBackend):
             limits,
             max_audio_bytes=INLINE_MAX_BYTES,
             max_audio_seconds=fits if heard is None else min(heard, fits),
+            max_url_bytes=by_url,
         )
 
     def stream(self, request: Request) -> Iterator[Event]:
