@@ -9,6 +9,14 @@ than the file holds (an interrupted download or recording) is reported as a note
 Windows deep inside long files are reached by seeking where the container has an index
 or exact timestamps (WAV, FLAC, MP4, Ogg, Matroska); raw streams (MP3, ADTS, AMR) are
 decoded from the start, which is cheap for them and exact.
+
+The work one source can cost is bounded: a file is untrusted (ten hours of Opus silence
+fit in 10 MB and took 13 s to decode just to be measured). :func:`probe` decodes the first
+:data:`DECODE_TO_MEASURE` seconds; past them it takes the rest of the length from the
+timestamps at the end of the file (one seek), which is where the container allows it —
+every container FFmpeg can seek in. Where it cannot, decoding goes on up to
+:data:`MAX_DECODED` seconds and the source is then refused, as is any source measured
+at more than :data:`MAX_SOURCE_SECONDS` (timestamps can be forged too).
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ _SEEKABLE = ("wav", "w64", "flac", "mov", "ogg", "matroska", "aiff")  # exact ti
 _SEEK_FROM = 5.0  # seconds: below this, decoding from the start costs nothing
 _PREROLL = 0.5  # seconds decoded before a seek target, so lapped codecs (AAC, Opus) settle
 _PCM_BYTES = re.compile(r"pcm_[suf](8|16|24|32|64)")
+DECODE_TO_MEASURE = 600.0  # seconds measured by decoding; the rest of a longer file by timestamps
+MAX_DECODED = 4 * 3600.0  # seconds decoded to measure a file that cannot seek, at most
+MAX_SOURCE_SECONDS = 24 * 3600.0  # longer sources are refused
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,7 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
             seconds = total / width / max(log.rate, 1)
         else:
             first = True
+            end: float | None = None  # where the last decoded frame ends, in the stream's time
             for item in _frames(container, stream, name):
                 if isinstance(item, float):
                     gaps += item
@@ -300,12 +312,33 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
                 if first:
                     log.rate, log.channels, first = item.sample_rate, item.layout.nb_channels, False
                 seconds += item.samples / item.sample_rate
+                if item.pts is not None and item.time_base:
+                    end = float(item.pts * item.time_base) + item.samples / item.sample_rate
+                if seconds + gaps >= DECODE_TO_MEASURE:
+                    rest = _seconds_after(container, stream, end)
+                    if rest is not None:
+                        seconds += rest
+                        log.notes.append(
+                            f"the length past the first {DECODE_TO_MEASURE / 60:g} min was "
+                            "read from timestamps, not decoded"
+                        )
+                        break
+                    if seconds + gaps >= MAX_DECODED:
+                        raise AudioDecodeError(
+                            f"{name}: over {MAX_DECODED / 3600:g} h of audio that can only be "
+                            "measured by decoding all of it; cut it into shorter files first"
+                        )
         claimed = container.duration / 1e6 if container.duration else None
     except av.error.FFmpegError as exc:
         raise AudioDecodeError(f"{name}: undecodable audio ({_reason(exc)})") from None
     finally:
         container.close()
     duration = seconds + gaps
+    if duration > MAX_SOURCE_SECONDS:
+        raise AudioDecodeError(
+            f"{name}: {duration / 3600:,.0f} h of audio is over the "
+            f"{MAX_SOURCE_SECONDS / 3600:g} h limit for one source"
+        )
     if seconds == 0 or log.rate == 0:
         raise AudioDecodeError(f"{name}: no audio could be decoded (empty or corrupt stream)")
     if duration < 0.1:
@@ -325,6 +358,30 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
             f"only {duration:.1f} s could be decoded"
         )
     return AudioInfo(duration, log.rate, log.channels, log.codec, log.container, tuple(log.notes))
+
+
+def _seconds_after(container: Any, stream: Any, end: float | None) -> float | None:
+    """Seconds of the stream after ``end`` (stream time), from the timestamps of its last
+    packets, reached with one seek; None where the container cannot tell that way."""
+    import av
+
+    if end is None or not stream.time_base:
+        return None
+    try:
+        container.seek(1 << 62, stream=stream, backward=True)
+        last = None
+        for count, packet in enumerate(container.demux(stream)):
+            if packet.pts is not None and packet.size:
+                stop = packet.pts + (packet.duration or 0)
+                last = stop if last is None else max(last, stop)
+            if count > 10_000:  # a seek that landed far from the end: give up
+                return None
+    except (av.error.FFmpegError, OSError, ValueError, OverflowError):
+        return None
+    if last is None:
+        return None
+    rest = float(last * stream.time_base) - end
+    return rest if rest >= 0 else None
 
 
 def _pcm_width(codec: str, channels: int) -> int:

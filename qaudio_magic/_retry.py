@@ -8,12 +8,19 @@ would hide that the service broke off mid-answer.
 
 Waits go through a :class:`threading.Event` when one is given, so a batch that is
 cancelled (Ctrl-C) wakes its sleeping workers at once instead of after the backoff.
+
+One deadline covers the whole question: a backend with a ``total_timeout`` gets
+``total_timeout`` seconds for every try, the uploads in them and the waits between them
+together (``_net.deadline`` is set around each step of the stream). A retry
+whose wait would end past the deadline is not made: the last error is raised instead.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,12 +47,13 @@ class RetryPolicy:
         if isinstance(error, APIError):
             if not error.retryable:
                 return None
-            if error.retry_after is not None:
-                if error.retry_after > self.max_retry_after:
+            after = error.retry_after
+            if after is not None and math.isfinite(after) and after >= 0:  # else: junk
+                if after > self.max_retry_after:
                     return None
                 # at least what the server asked for; a little spread so that a batch's
                 # workers, all told "1 s", do not come back in the same millisecond
-                return error.retry_after * random.uniform(1.0, 1.1)
+                return after * random.uniform(1.0, 1.1)
         elif not isinstance(error, TransportError):
             return None
         return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
@@ -63,10 +71,13 @@ def with_retries(
 
     ``cancel`` (set from another thread) stops between tries and between events with
     :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
+    Everything ends by the backend's ``total_timeout`` from now, retries included.
     """
-    from ._net import sliced_sleep
+    from ._net import each_within, sliced_sleep
     from .backends.base import AudioDelta, ReasoningDelta, TextDelta
 
+    total = getattr(backend, "total_timeout", None)  # HTTP backends; the local one has none
+    at = time.monotonic() + total if isinstance(total, (int, float)) else None
     attempt = 0
     while True:
         attempt += 1
@@ -76,8 +87,8 @@ def with_retries(
             on_attempt(attempt)
         seen = False
         events = backend.stream(request)
-        try:
-            for event in events:
+        try:  # each step of the backend under the question's deadline
+            for event in each_within(events, at):
                 if cancel is not None and cancel.is_set():
                     raise Interrupted("interrupted mid-answer")
                 if isinstance(event, (TextDelta, ReasoningDelta, AudioDelta)):
@@ -88,7 +99,7 @@ def with_retries(
             if cancel is not None and cancel.is_set():
                 raise Interrupted("interrupted") from None
             wait = policy.delay(attempt, exc, text_seen=seen)
-            if wait is None:
+            if wait is None or (at is not None and time.monotonic() + wait >= at):
                 raise
         finally:
             close = getattr(events, "close", None)
