@@ -20,10 +20,27 @@ if TYPE_CHECKING:
     from .schema import Schema
     from .scoring import Score
 
-__all__ = ["Answer", "Answers", "Failure", "Result", "with_typed_columns"]
+__all__ = ["COLUMNS", "Answer", "Answers", "Failure", "Result", "with_typed_columns"]
+
+# The columns of Answers.to_pandas(), in order (an empty batch has them too: Dask's meta)
+COLUMNS = (
+    "source",
+    "window",
+    "answer",
+    "model",
+    "tokens",
+    "latency",
+    "error",
+    "cached",
+    "start",
+    "end",
+    "question",
+    "request_id",
+    "notes",
+)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a big batch keeps one per row
 class Answer:
     """The model's answer plus provenance: model, usage, request id, clips and timing."""
 
@@ -396,7 +413,7 @@ class Answers(Sequence[Result]):
                     "notes": "\n".join(r.notes) or None,
                 }
             )
-        frame = pd.DataFrame.from_records(records)
+        frame = pd.DataFrame.from_records(records, columns=COLUMNS)
         if self.labels is not None:
             frame.index = pd.Index(self.labels)
         if self.schema is not None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .cache import resolve_mode
 from .errors import InputError, Interrupted, QAudioError
 from .session import Session, get_session
-from .sources import is_many, resolve_sources
+from .sources import is_dask_collection, is_many, resolve_sources
 from .turn import answer_for, plan_turn, record, send
 
 if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at `%load_ext`
@@ -79,6 +79,12 @@ def ask_audio(
     A batch shows a ``tqdm.auto`` bar (``progress=False``: none; a callable is called as
     ``progress(done, total, result)`` after each item) and runs ``concurrency`` requests
     at once (default ``%config QAudioMagic.concurrency``). Ctrl-C returns what finished.
+    A generator of sources is read lazily (for corpora too big to hold).
+
+    A Dask Series or Bag of sources returns a lazy Dask DataFrame with the columns of
+    ``Answers.to_pandas()``: each partition is a batch on a Dask worker, ``concurrency``
+    requests at a time per worker, sent on ``.compute()`` (``pip install
+    'qaudio_magic[dask]'``).
 
     ``schema`` makes a typed question: a pydantic model, a JSON Schema dict or a short dict
     (``{"gender": ["male", "female"], "age": int, "dog_barks": bool}``). The answer's
@@ -99,6 +105,26 @@ def ask_audio(
 
         typed = Schema.of(schema)  # a bad schema fails here, before anything is sent
         check_model(model or settings.model)
+    if is_dask_collection(sources):  # the whole corpus on a Dask cluster: a lazy DataFrame
+        if conversation is not None or new or dry_run or windows is not None:
+            raise InputError(
+                "Dask sources take a question and model options only (no conversation, "
+                "--new, --dry-run or windows)"
+            )
+        from ._dask import ask_dask
+
+        return ask_dask(
+            sources,
+            question,
+            session=sess,
+            concurrency=concurrency,
+            params=params,
+            model=model,
+            system=system,
+            stream=stream,
+            cache=cache,
+            schema=typed,
+        )
     if windows is not None or batch or (batch is None and is_many(sources)):
         if dry_run:
             from .estimate import plan_many

@@ -42,6 +42,8 @@ class Session:
         self.emulator: Any = None  # a running in-process emulator, when `%qaudio emulator` is on
         self._before_emulator: tuple[Secret | None, Secret | None, str, str] | None = None
         self.usage = UsageMeter()  # what this session spent, per model (`%qaudio usage`)
+        # This process's part of the account's rate limits (a Dask worker's session: 1/N)
+        self.rate_share = 1.0
 
     # ---------------------------------------------------------------- key
     def api_key(self) -> Secret | None:

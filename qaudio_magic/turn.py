@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._prepare import prepare
+from ._ratelimit import RateLimiter, route_limiter
 from ._retry import RetryPolicy, with_retries
 from .backends.base import (
     Annotation,
@@ -51,7 +52,17 @@ if TYPE_CHECKING:
     from .grounding import SpeechMap
     from .session import Session
 
-__all__ = ["Outcome", "TurnPlan", "answer_for", "plan_turn", "record", "send", "spoken_clip"]
+__all__ = [
+    "Outcome",
+    "TurnPlan",
+    "answer_for",
+    "input_tokens",
+    "pacing",
+    "plan_turn",
+    "record",
+    "send",
+    "spoken_clip",
+]
 
 
 @dataclass(frozen=True)
@@ -257,13 +268,16 @@ def send(
     on_text: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
     on_attempt: Callable[[int], None] | None = None,
+    limiter: RateLimiter | None = None,
     on_reasoning: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Answer ``request``: from the cache when ``mode`` allows, else from the backend with
     retries (then stored). Records usage either way; raises QAudioError subclasses.
 
     ``on_text`` gets each piece of the answer, ``on_reasoning`` each piece of a thinking
-    model's reasoning. A spoken answer is never cached (its audio is not stored)."""
+    model's reasoning. A spoken answer is never cached (its audio is not stored). With a
+    ``limiter`` (batches: :func:`pacing`), every try waits for its slot under the route's
+    rate limit first."""
     started = time.perf_counter()
     seconds = audio_seconds(request)
     store = key = material = None
@@ -310,7 +324,15 @@ def send(
             on_attempt(n)
 
     policy = RetryPolicy(attempts=sess.settings.retries + 1)
-    events = with_retries(backend, request, policy, cancel=cancel, on_attempt=attempt)
+    events = with_retries(
+        backend,
+        request,
+        policy,
+        cancel=cancel,
+        on_attempt=attempt,
+        limiter=limiter,
+        input_tokens=input_tokens(request, backend.limits(request.model)) if limiter else 0,
+    )
     with closing(events):  # Ctrl-C: the stream is closed, and with it the connection
         for event in events:
             if isinstance(event, TextDelta):
@@ -362,6 +384,27 @@ def send(
             emotion=outcome.emotion,
         )
     return outcome
+
+
+def pacing(sess: Session, backend: Backend, model: str) -> RateLimiter | None:
+    """The rate limiter a batch's requests to ``model`` wait on (None: no limit to honour).
+
+    Only batches are paced: a single question is one request, and a 429 it meets is retried;
+    a batch would otherwise spend its requests on refusals."""
+    return route_limiter(route_of(backend), model, sess.settings.rate_limit, share=sess.rate_share)
+
+
+def input_tokens(request: Request, limits: Limits) -> int:
+    """About how many input tokens ``request`` costs (what its rate limit is charged)."""
+    total = 0
+    for message in request.messages:
+        for part in message.parts:
+            if isinstance(part, AudioPart):
+                seconds = part.audio.seconds
+                total += audio_tokens(seconds if seconds is not None else 30.0, limits)
+            else:
+                total += estimate_text_tokens(part.text)
+    return total
 
 
 def audio_seconds(request: Request) -> float:

@@ -102,7 +102,8 @@ CASES = {
         ERROR,
         r"closed the connection mid-answer",
         rid_after_text=True,
-        otherwise={"no_stream": (ANSWERED, "", False)},  # a cut JSON body has shown nothing
+        # a cut JSON body has shown nothing (a batch asks for whole answers): asked again
+        otherwise={"no_stream": (ANSWERED, "", False), "batch": (ANSWERED, "", False)},
     ),
     # timeouts
     "read_timeout": Case(
@@ -117,7 +118,8 @@ CASES = {
         r"the answer took longer than 1 s \(total timeout\)",
         settings={"total_timeout": 1.0},
         rid_after_text=True,
-        otherwise={"no_stream": (ANSWERED, "", False)},  # a JSON answer has no token rate
+        # a JSON answer has no token rate (a batch asks for whole answers)
+        otherwise={"no_stream": (ANSWERED, "", False), "batch": (ANSWERED, "", False)},
     ),
     "total_timeout_waiting": Case(
         f"latency={SLOW}",
