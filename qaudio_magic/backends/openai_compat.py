@@ -90,7 +90,7 @@ UPLOAD_MAX_BYTES = 1_000_000_000  # the temporary store's per-file limit
 _WIRE_FORMATS = {"wav": "wav", "mp3": "mp3", "aac": "aac", "amr": "amr", "flac": "flac"}
 _MM_LIMIT_HINT = (
     "the server allows fewer audios per prompt than this conversation holds: start vLLM with "
-    "--limit-mm-per-prompt '{\"audio\": N}', or `%qaudio new` to drop the history"
+    "--limit-mm-per-prompt '{\"audio\": N}', or %qaudio new to drop the history"
 )
 
 
