@@ -395,6 +395,9 @@ def _reader(path: Path) -> sqlite3.Connection | None:
         conn = connections[ident] = sqlite3.connect(
             f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None
         )
+        # a lookup by key reads a few pages: 64 workers with SQLite's default 2 MB page
+        # cache each would hold 128 MB of pages the OS caches anyway
+        conn.execute("PRAGMA cache_size=-64")
     return conn
 
 
