@@ -12,6 +12,7 @@ history budget, the response cache, the retry policy and the usage meter.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -224,14 +225,21 @@ def ask_audio(
     answer = answer_for(plan, outcome, conversation=conv.name)
     answer.data = data
     if view is not None:
-        view.finish(
-            answer.footer(),
-            answer.metadata(),
-            segments=answer.segments,
-            reference=plan.reference,
-            data=data,
-            spoken=answer.audio,
-        )
+        try:
+            view.finish(
+                answer.footer(),
+                answer.metadata(),
+                segments=answer.segments,
+                reference=plan.reference,
+                data=data,
+                spoken=answer.audio,
+            )
+        except Exception as exc:  # recorded already: a display that fails must not lose it
+            warnings.warn(
+                f"the answer could not be shown in full ({type(exc).__name__}); "
+                "it is recorded and returned",
+                stacklevel=2,
+            )
         if view.mode == "rich":
             answer._shown_in = _execution_count()
     return answer

@@ -7,7 +7,12 @@ segments on the player of the clip they refer to (for a follow-up, a player for 
 conversation's clip is shown under the answer). Every output carries a plain-text
 fallback listing those times, so a notebook saved with default settings (no widget
 state) still says which clip the answer is about and where, and holds no audio bytes.
-In a terminal the text is printed as it arrives.
+In a terminal the text is printed as it arrives, control characters shown as symbols.
+
+The cost of one streamed piece does not grow with the answer: pieces are appended to a
+list (joined only to render), and the answer is re-rendered at most every 50 ms and never
+sooner than four times as long as the last render took, so rendering takes at most a fifth
+of the time however long the answer grows.
 
 A thinking model's reasoning streams into a collapsed "💭 thinking…" block above the
 answer: an accordion widget, so opening it to read survives every update; where widgets
@@ -25,6 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._format import printable
 from ._render import bundle
 from .segments import Segment
 
@@ -36,6 +42,28 @@ __all__ = ["AnswerView", "display_mode", "make_player"]
 
 _UPDATE_EVERY = 0.05  # seconds between re-renders while streaming (the first is immediate)
 _THINK_EVERY = 0.25  # seconds between updates of the reasoning block (the first is immediate)
+_BUSY = 4.0  # wait at least this many times the last render's duration before the next
+
+
+class _Pieces:
+    """Text that grows piece by piece: adding costs the same however long it is; the
+    pieces are joined only when the text is read (to render it)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, text: str = "") -> None:
+        self._parts = [text] if text else []
+
+    def add(self, piece: str) -> None:
+        self._parts.append(piece)
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def value(self) -> str:
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
 
 def display_mode() -> str | None:
@@ -75,14 +103,14 @@ class AnswerView:
         self.notes = list(notes)
         self.mode = mode
         self.thinking = thinking  # reserve the reasoning block above the answer
-        self.text = ""
-        self.reasoning = ""
+        self._text = _Pieces()
+        self._reasoning = _Pieces()
         self._thought: Any = None  # the accordion's HTML while reasoning streams
         self._accordion: Any = None
         self._thinking_handle: Any = None
-        self._last_thought = 0.0
+        self._next_thought = 0.0  # perf_counter time before which the block is not updated
         self._handle: Any = None
-        self._last_render = 0.0
+        self._next_render = 0.0  # perf_counter time before which the answer is not re-rendered
         self._dirty = False
         self.players: list[Any] = []
         self._player_handles: list[Any] = []
@@ -92,6 +120,18 @@ class AnswerView:
         self.data: Mapping[str, Any] | None = None  # a typed answer's fields, once valid
 
     @property
+    def text(self) -> str:
+        return self._text.value()
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text = _Pieces(value)
+
+    @property
+    def reasoning(self) -> str:
+        return self._reasoning.value()
+
+    @property
     def clips_line(self) -> str:
         return ", ".join(a.label for a in self.audio)
 
@@ -99,7 +139,8 @@ class AnswerView:
     def start(self) -> None:
         if self.mode == "plain":
             head = f"🔊 {self.clips_line}" if self.audio else "💬 follow-up"
-            print(head, *(f"note: {n}" for n in self.notes), sep="\n", flush=True)
+            lines = [head, *(f"note: {n}" for n in self.notes)]
+            print(*(printable(line) for line in lines), sep="\n", flush=True)
             return
         from IPython.display import display
 
@@ -115,21 +156,21 @@ class AnswerView:
 
     def add_reasoning(self, text: str) -> None:
         """A new piece of reasoning: into its block, at its own pace (never the answer's)."""
-        first = not self.reasoning
-        self.reasoning += text
+        first = not self._reasoning
+        self._reasoning.add(text)
         if self.mode == "plain":
-            sys.stdout.write(("💭 " if first else "") + text)
+            sys.stdout.write(("💭 " if first else "") + printable(text))
             sys.stdout.flush()
             return
         now = time.perf_counter()
         if self._thought is not None:
-            if self._last_thought and now - self._last_thought < _THINK_EVERY:
+            if now < self._next_thought:
                 return
             self._show_reasoning(streaming=True)
-            self._last_thought = now
-        elif not self._last_render or now - self._last_render >= _UPDATE_EVERY:
+            self._next_thought = _next(now, _THINK_EVERY)
+        elif now >= self._next_render:
             self._render(footer="", status=None)  # no block reserved: inside the answer
-            self._last_render = now
+            self._next_render = _next(now, _UPDATE_EVERY)
 
     def _show_reasoning(self, *, streaming: bool) -> None:
         from ._render import reasoning_html, thinking_title
@@ -158,23 +199,24 @@ class AnswerView:
         self._accordion = self._thought = None
 
     def add(self, text: str) -> None:
-        """A new piece of answer text: shown at once, then at most every 50 ms."""
-        first = not self.text
-        self.text += text
+        """A new piece of answer text: shown at once, then at most every 50 ms (and never
+        sooner than four times the last render took)."""
+        first = not self._text
+        self._text.add(text)
         if self.mode == "plain":
-            if first and self.reasoning:
+            if first and self._reasoning:
                 sys.stdout.write("\n\n")
-            sys.stdout.write(text)
+            sys.stdout.write(printable(text))
             sys.stdout.flush()
             return
-        if first and self._thought is not None and self.reasoning:
+        if first and self._thought is not None and self._reasoning:
             self._show_reasoning(streaming=False)  # complete now: one cheap widget update
         now = time.perf_counter()
-        if self._last_render and now - self._last_render < _UPDATE_EVERY:
+        if now < self._next_render:
             self._dirty = True
             return
         self._render(footer="", status=None)
-        self._last_render = now
+        self._next_render = _next(now, _UPDATE_EVERY)
 
     def finish(
         self,
@@ -239,7 +281,7 @@ class AnswerView:
                 from ._render import data_lines
 
                 tail = [*data_lines(self.data), *tail]
-            print("", *tail, *self.notes_after, sep="\n", flush=True)
+            print("", *(printable(t) for t in [*tail, *self.notes_after]), sep="\n", flush=True)
             return
         self._settle_reasoning()
         self._render(footer=footer, status=status, metadata=metadata)
@@ -271,6 +313,13 @@ class AnswerView:
         if self._handle is not None:
             self._handle.update(data, metadata=md, raw=True)
         self._dirty = False
+
+
+def _next(started: float, every: float) -> float:
+    """When the next update may come: ``every`` seconds after ``started``, or four times
+    what this one took, whichever is later (rendering takes at most a fifth of the time)."""
+    now = time.perf_counter()
+    return now + max(every - (now - started), _BUSY * (now - started))
 
 
 def _thinking_block() -> tuple[Any, Any]:
