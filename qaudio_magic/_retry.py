@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from .errors import APIError, Interrupted, QAudioError, TransportError
 
 if TYPE_CHECKING:
+    from ._ratelimit import RateLimiter
     from .backends.base import Backend, Event, Request
 
 __all__ = ["RetryPolicy", "with_retries"]
@@ -66,23 +67,36 @@ def with_retries(
     *,
     cancel: threading.Event | None = None,
     on_attempt: Callable[[int], None] | None = None,
+    limiter: RateLimiter | None = None,
+    input_tokens: int = 0,
 ) -> Generator[Event, None, None]:
     """Events of ``request``, retried per ``policy`` while no text has been produced.
 
     ``cancel`` (set from another thread) stops between tries and between events with
     :class:`Interrupted`; ``on_attempt`` is told the number of each try as it starts.
-    Everything ends by the backend's ``total_timeout`` from now, retries included.
+    With a ``limiter`` every try waits for its slot under the route's rate limit (counted
+    as ``input_tokens`` plus the output it is expected to write) before it is sent.
+    Everything ends by the backend's ``total_timeout`` from when the first try is sent,
+    retries included (waiting for a first slot is not time spent on the answer).
     """
     from ._net import each_within, sliced_sleep
-    from .backends.base import AudioDelta, ReasoningDelta, TextDelta
+    from .backends.base import AudioDelta, Completion, ReasoningDelta, TextDelta
 
     total = getattr(backend, "total_timeout", None)  # HTTP backends; the local one has none
-    at = time.monotonic() + total if isinstance(total, (int, float)) else None
+    at: float | None = None
     attempt = 0
     while True:
         attempt += 1
         if cancel is not None and cancel.is_set():
             raise Interrupted("interrupted before the request was sent")
+        permit = None
+        if limiter is not None:
+            try:
+                permit = limiter.acquire(input_tokens, wait=_waiter(cancel))
+            except InterruptedError:
+                raise Interrupted("interrupted while waiting for the rate limit") from None
+        if at is None and isinstance(total, (int, float)):
+            at = time.monotonic() + total
         if on_attempt is not None:
             on_attempt(attempt)
         seen = False
@@ -93,11 +107,16 @@ def with_retries(
                     raise Interrupted("interrupted mid-answer")
                 if isinstance(event, (TextDelta, ReasoningDelta, AudioDelta)):
                     seen = True  # something was shown: asking again would show it twice
+                elif limiter is not None and permit is not None and isinstance(event, Completion):
+                    used = event.usage.total_tokens if event.usage else None
+                    limiter.settle(permit, used or None, event.usage.output_tokens)
                 yield event
             return
         except QAudioError as exc:
             if cancel is not None and cancel.is_set():
                 raise Interrupted("interrupted") from None
+            if limiter is not None and isinstance(exc, APIError) and exc.status == 429:
+                limiter.refused(exc.retry_after)
             wait = policy.delay(attempt, exc, text_seen=seen)
             if wait is None or (at is not None and time.monotonic() + wait >= at):
                 raise
@@ -109,3 +128,18 @@ def with_retries(
             sliced_sleep(wait)  # the main thread: Ctrl-C lands between two slices
         elif cancel.wait(wait):
             raise Interrupted("interrupted while waiting to retry")
+
+
+def _waiter(cancel: threading.Event | None) -> Callable[[float], bool]:
+    """How to wait for a rate-limit slot: on ``cancel`` in a worker, in Ctrl-C-sized
+    slices in the main thread. Returns True when the wait was cancelled."""
+    if cancel is not None:
+        return cancel.wait
+
+    def sleep(seconds: float) -> bool:
+        from ._net import sliced_sleep
+
+        sliced_sleep(seconds)
+        return False
+
+    return sleep

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .cache import resolve_mode
 from .errors import InputError, Interrupted, QAudioError
 from .session import Session, get_session
-from .sources import is_many, resolve_sources
+from .sources import is_dask_collection, is_many, resolve_sources
 from .turn import answer_for, plan_turn, record, send
 
 if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at `%load_ext`
@@ -31,7 +31,11 @@ if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at
     from .schema import Schema, SchemaLike
     from .view import AnswerView
 
-__all__ = ["ask_audio"]
+__all__ = ["NEW_TIP", "ask_audio"]
+
+# Said once per session, in the header of the first answer whose new clip joined a
+# conversation about another one (Qwen-Audio is built for several clips in one conversation).
+NEW_TIP = "add --new (new=True) to ask about the new clip alone"
 
 
 def ask_audio(
@@ -80,6 +84,12 @@ def ask_audio(
     A batch shows a ``tqdm.auto`` bar (``progress=False``: none; a callable is called as
     ``progress(done, total, result)`` after each item) and runs ``concurrency`` requests
     at once (default ``%config QAudioMagic.concurrency``). Ctrl-C returns what finished.
+    A generator of sources is read lazily (for corpora too big to hold).
+
+    A Dask Series or Bag of sources returns a lazy Dask DataFrame with the columns of
+    ``Answers.to_pandas()``: each partition is a batch on a Dask worker, ``concurrency``
+    requests at a time per worker, sent on ``.compute()`` (``pip install
+    'qaudio_magic[dask]'``).
 
     ``schema`` makes a typed question: a pydantic model, a JSON Schema dict or a short dict
     (``{"gender": ["male", "female"], "age": int, "dog_barks": bool}``). The answer's
@@ -100,6 +110,26 @@ def ask_audio(
 
         typed = Schema.of(schema)  # a bad schema fails here, before anything is sent
         check_model(model or settings.model)
+    if is_dask_collection(sources):  # the whole corpus on a Dask cluster: a lazy DataFrame
+        if conversation is not None or new or dry_run or windows is not None:
+            raise InputError(
+                "Dask sources take a question and model options only (no conversation, "
+                "--new, --dry-run or windows)"
+            )
+        from ._dask import ask_dask
+
+        return ask_dask(
+            sources,
+            question,
+            session=sess,
+            concurrency=concurrency,
+            params=params,
+            model=model,
+            system=system,
+            stream=stream,
+            cache=cache,
+            schema=typed,
+        )
     if windows is not None or batch or (batch is None and is_many(sources)):
         if dry_run:
             from .estimate import plan_many
@@ -173,17 +203,24 @@ def ask_audio(
     if dry_run:
         return plan.dry_run(backend)
 
+    if plan.mixes_clips and plan.context and "new" not in sess.tips_shown:  # once per session
+        sess.tips_shown.add("new")
+        plan = replace(plan, context=f"{plan.context} · {NEW_TIP}")
+
     mode = display_mode() if display is None else ("rich" if display else None)
     if display and mode is None:
         mode = "plain"
-    view = (
-        AnswerView(
-            plan.prepared, question=question, notes=plan.notes, mode=mode, thinking=plan.thinking
+    view = None
+    if mode:
+        view = AnswerView(
+            plan.prepared,
+            question=question,
+            notes=plan.notes,
+            mode=mode,
+            thinking=plan.thinking,
+            context=plan.context,
+            reference=plan.reference,
         )
-        if mode
-        else None
-    )
-    if view is not None:
         view.start()
 
     data: dict[str, Any] | None = None
@@ -210,29 +247,44 @@ def ask_audio(
             if repaired:
                 plan = replace(plan, notes=(*plan.notes, repaired))
     except KeyboardInterrupt:
-        if view is not None:
-            view.fail("⏹ Interrupted: partial answer shown; the conversation was not changed.")
-        raise Interrupted(
-            "interrupted: the partial answer is kept on screen; the conversation was not changed"
-        ) from None
+        raise _interrupted(view, "") from None
     except QAudioError as exc:
         if view is not None:
-            view.fail(f"⚠ Incomplete: {exc.one_line()} The conversation was not changed.")
+            if view.arrived:  # cut after its text began: keep it, say why
+                view.fail(
+                    f"⚠ Incomplete: {_sentence(exc.one_line())} The conversation was not changed."
+                )
+            else:  # nothing arrived: the error's one line is all there is to show
+                view.discard()
         raise
+    try:  # everything about the turn is done before it is recorded
+        answer = answer_for(plan, outcome, conversation=conv.name)
+        answer.data = data
+        footer, metadata = answer.footer(), answer.metadata()
+    except KeyboardInterrupt:
+        raise _interrupted(view, " while the answer was being read") from None
     record(plan, outcome)
     if new:
         sess.conversations.adopt(conv)
-    answer = answer_for(plan, outcome, conversation=conv.name)
-    answer.data = data
     if view is not None:
+        spoken = answer.audio
         try:
             view.finish(
-                answer.footer(),
-                answer.metadata(),
+                footer,
+                metadata,
                 segments=answer.segments,
                 reference=plan.reference,
                 data=data,
-                spoken=answer.audio,
+                spoken=spoken,
+            )
+        except KeyboardInterrupt:  # the turn is complete and recorded: show it whole anyway
+            view.finish(
+                footer,
+                metadata,
+                segments=answer.segments,
+                reference=plan.reference,
+                data=data,
+                spoken=spoken,
             )
         except Exception as exc:  # recorded already: a display that fails must not lose it
             warnings.warn(
@@ -240,8 +292,8 @@ def ask_audio(
                 "it is recorded and returned",
                 stacklevel=2,
             )
-        if view.mode == "rich":
-            answer._shown_in = _execution_count()
+        answer.pictures = tuple(view.pictures)
+        answer._shown_in = _execution_count()
     return answer
 
 
@@ -254,6 +306,25 @@ def _repair_note(view: AnswerView | None) -> Callable[[str], None] | None:
         view.restart(f"the answer did not match the schema ({problem}); asking once more")
 
     return note
+
+
+def _interrupted(view: AnswerView | None, when: str) -> Interrupted:
+    """Ctrl-C before the turn was recorded: the same report wherever it struck."""
+    unchanged = "the conversation was not changed"
+    if view is not None and view.arrived:
+        if when:  # the whole answer had arrived
+            view.fail(f"⏹ Interrupted{when}: it is shown, but {unchanged}.")
+        else:
+            view.fail(f"⏹ Interrupted: partial answer shown; {unchanged}.")
+        kept = "the answer" if when else "the partial answer"
+        return Interrupted(f"interrupted{when}: {kept} is kept on screen; {unchanged}")
+    if view is not None:
+        view.discard()
+    return Interrupted(f"interrupted{when or ' before the answer began'}; {unchanged}")
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?", "。")) else text + "."
 
 
 def _execution_count() -> int | None:

@@ -148,6 +148,11 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
     )
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
     @argument(
+        "--stream",
+        action="store_true",
+        help="a batch: stream each answer too (keeps the partial text of one that breaks off)",
+    )
+    @argument(
         "--speak",
         nargs="?",
         const=True,
@@ -290,7 +295,7 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 model=model,
                 conversation=args.conversation,
                 system=args.system,
-                stream=False if args.no_stream else None,
+                stream=False if args.no_stream else (True if args.stream else None),
                 new=args.new,
                 session=self.session,
                 dry_run=args.dry_run,

@@ -177,7 +177,7 @@ class Request:
     stream: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big batch keeps one per row
 class Usage:
     """Token counts as the service reports them (None where it reports nothing)."""
 
