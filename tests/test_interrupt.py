@@ -256,7 +256,7 @@ def test_ctrl_c_while_the_finished_answer_is_read_leaves_no_turn_behind(
     def find_segments(*args: Any, **kwargs: Any) -> Any:
         pressed.set()
         HOW[how]()  # Ctrl-C lands while the times are parsed
-        for _ in range(10_000_000):  # the interrupt is taken at the next bytecode
+        for _ in range(1_000_000):  # the interrupt is taken at the next bytecode
             pass
         return parse(*args, **kwargs)
 
