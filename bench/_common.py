@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -39,6 +40,7 @@ __all__ = [
     "Stats",
     "clip_30s",
     "emulator",
+    "emulator_process",
     "fmt_bytes",
     "load_sdk",
     "request_bytes",
@@ -144,6 +146,28 @@ def emulator(**kwargs: Any) -> Iterator[Any]:
     with Emulator(**kwargs) as emu:
         quiet_resets(emu.server)
         yield emu
+
+
+@contextmanager
+def emulator_process(*args: str) -> Iterator[tuple[str, int]]:
+    """The emulator in its own process, as a real service would be: its work does not
+    compete with the client under test for this interpreter's GIL. Yields its root URL
+    (``http://127.0.0.1:PORT``) and process id; ``args`` are command-line flags."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qaudio_magic.emulator", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "qaudio emulator on http://127.0.0.1:PORT/api/v1 ..."
+        base = line.split(" on ", 1)[1].split()[0]
+        yield base.removesuffix("/api/v1"), proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def quiet_resets(server: Any) -> None:

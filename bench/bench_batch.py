@@ -25,6 +25,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import emulator_process  # noqa: E402
 
 MODEL = "qwen-audio-turbo-latest"
 QUESTION = "Is there a tone in this clip?"
@@ -43,39 +46,6 @@ def _clips(folder: Path, n: int) -> list[Path]:
             w.writeframes((0.3 * np.sin(2 * np.pi * (200 + 7 * i) * t) * 32767).astype("<i2"))
         paths.append(path)
     return paths
-
-
-class _EmulatorProcess:
-    """The emulator in its own process, as a real service would be: its work does not
-    compete with the client under test for this interpreter's GIL."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-
-    def __enter__(self) -> _EmulatorProcess:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "qaudio_magic.emulator",
-                "--port",
-                "0",
-                "--latency",
-                str(self.latency),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # "qaudio emulator on http://127.0.0.1:PORT/api/v1 ..."
-        self.base_url = line.split(" on ", 1)[1].split()[0]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 class _Cpu:
@@ -210,13 +180,14 @@ def rows(quick: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = _clips(Path(tmp), n)
-        with _EmulatorProcess(latency) as emu:
-            _ours(emu.base_url, paths[:4], 4)  # warm up imports
-            sdk = [_sdk_loop(emu.base_url, paths) for _ in range(runs)]
+        with emulator_process("--latency", str(latency)) as (root, pid):
+            base_url = root + "/api/v1"
+            _ours(base_url, paths[:4], 4)  # warm up imports
+            sdk = [_sdk_loop(base_url, paths) for _ in range(runs)]
             sdk_med = statistics.median(sdk)
             for concurrency in (1, 4, 16):
-                cpu = _Cpu(emu.proc.pid)
-                walls = [_ours(emu.base_url, paths, concurrency)[0] for _ in range(runs)]
+                cpu = _Cpu(pid)
+                walls = [_ours(base_url, paths, concurrency)[0] for _ in range(runs)]
                 client_ms, emulator_ms = cpu.per_item(runs * n)
                 med = statistics.median(walls)
                 target = 1.25 * n * latency / concurrency

@@ -29,10 +29,13 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 KEYS = ("row", "ours", "peer", "ratio", "target", "met", "note")
 # Issue order of the rows; modules not listed run after these, by name.
-ORDER = ("overhead", "ttft", "wire", "batch", "prepare", "load_ext", "notebook", "peaks")
+ORDER = ("overhead", "ttft", "wire", "batch", "scale", "prepare", "load_ext", "notebook", "peaks")
 # import name -> why the benchmark needs it (all come with `pip install -e .[bench]`)
 NEEDS = {
     "dashscope": "the official SDK, the peer",
+    "openai": "AsyncOpenAI, the peer of a big batch",
+    "dask": "the Dask rows",
+    "distributed": "the Dask rows",
     "psutil": "memory measurements",
     "nbclient": "executing notebooks",
     "nbformat": "saved-notebook sizes",
@@ -46,6 +49,8 @@ NEEDS = {
 }
 PACKAGES = (
     "dashscope",
+    "openai",
+    "dask",
     "requests",
     "httpx",
     "av",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .clip import AudioClip
     from .conversation import Conversation
     from .errors import (
+        AnswerMismatchError,
         APIError,
         AudioDecodeError,
         AudioTooLargeError,
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
         Interrupted,
         MissingKeyError,
         QAudioError,
+        SchemaError,
         SourceError,
         TransportError,
     )
+    from .grid import Grid, compare
     from .player import Player
     from .recorder import Recorder
     from .segments import Segment
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "Answer",
+    "AnswerMismatchError",
     "Answers",
     "AudioClip",
     "AudioDecodeError",
@@ -44,17 +48,20 @@ __all__ = [
     "ConfigError",
     "Conversation",
     "Failure",
+    "Grid",
     "InputError",
     "Interrupted",
     "MissingKeyError",
     "Player",
     "QAudioError",
     "Recorder",
+    "SchemaError",
     "Segment",
     "SourceError",
     "TransportError",
     "__version__",
     "ask_audio",
+    "compare",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
@@ -65,6 +72,8 @@ _LAZY = {
     "Answers": "answer",
     "Failure": "answer",
     "ask_audio": "ask",
+    "compare": "grid",
+    "Grid": "grid",
     "AudioClip": "clip",
     "Conversation": "conversation",
     "Player": "player",
@@ -73,6 +82,7 @@ _LAZY = {
     **dict.fromkeys(
         [
             "APIError",
+            "AnswerMismatchError",
             "AudioDecodeError",
             "AudioTooLargeError",
             "CacheMissError",
@@ -81,6 +91,7 @@ _LAZY = {
             "Interrupted",
             "MissingKeyError",
             "QAudioError",
+            "SchemaError",
             "SourceError",
             "TransportError",
         ],
@@ -110,7 +121,14 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.configurables.append(magic)
     from .ask import ask_audio
 
-    ipython.push({"ask_audio": ask_audio})
+    ipython.push({"ask_audio": ask_audio, "compare": _compare})
+
+
+def _compare(*args: Any, **kwargs: Any) -> Any:
+    """The same question to several models, side by side (see :func:`qaudio_magic.grid.compare`)."""
+    from .grid import compare
+
+    return compare(*args, **kwargs)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

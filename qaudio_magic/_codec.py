@@ -9,6 +9,14 @@ than the file holds (an interrupted download or recording) is reported as a note
 Windows deep inside long files are reached by seeking where the container has an index
 or exact timestamps (WAV, FLAC, MP4, Ogg, Matroska); raw streams (MP3, ADTS, AMR) are
 decoded from the start, which is cheap for them and exact.
+
+The work one source can cost is bounded: a file is untrusted (ten hours of Opus silence
+fit in 10 MB and took 13 s to decode just to be measured). :func:`probe` decodes the first
+:data:`DECODE_TO_MEASURE` seconds; past them it takes the rest of the length from the
+timestamps at the end of the file (one seek), which is where the container allows it —
+every container FFmpeg can seek in. Where it cannot, decoding goes on up to
+:data:`MAX_DECODED` seconds and the source is then refused, as is any source measured
+at more than :data:`MAX_SOURCE_SECONDS` (timestamps can be forged too).
 """
 
 from __future__ import annotations
@@ -36,9 +44,12 @@ _SEEKABLE = ("wav", "w64", "flac", "mov", "ogg", "matroska", "aiff")  # exact ti
 _SEEK_FROM = 5.0  # seconds: below this, decoding from the start costs nothing
 _PREROLL = 0.5  # seconds decoded before a seek target, so lapped codecs (AAC, Opus) settle
 _PCM_BYTES = re.compile(r"pcm_[suf](8|16|24|32|64)")
+DECODE_TO_MEASURE = 600.0  # seconds measured by decoding; the rest of a longer file by timestamps
+MAX_DECODED = 4 * 3600.0  # seconds decoded to measure a file that cannot seek, at most
+MAX_SOURCE_SECONDS = 24 * 3600.0  # longer sources are refused
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big batch keeps one per row
 class AudioInfo:
     """Facts measured by decoding a source."""
 
@@ -272,6 +283,11 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
     really holds (not the size its header claims), everything else from decoded frames,
     so a 10-minute WAV takes well under a millisecond.
     """
+    if fmt in (None, "wav"):
+        plain = _plain_wav(src)
+        if plain is not None:  # the RIFF header says it all: no FFmpeg needed
+            seconds, claimed, log = plain
+            return _checked(name, seconds, 0.0, claimed, log)
     import av
 
     log = DecodeLog()
@@ -293,6 +309,7 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
             seconds = total / width / max(log.rate, 1)
         else:
             first = True
+            end: float | None = None  # where the last decoded frame ends, in the stream's time
             for item in _frames(container, stream, name):
                 if isinstance(item, float):
                     gaps += item
@@ -300,31 +317,88 @@ def probe(src: Source, *, name: str = "audio", fmt: str | None = None) -> AudioI
                 if first:
                     log.rate, log.channels, first = item.sample_rate, item.layout.nb_channels, False
                 seconds += item.samples / item.sample_rate
+                if item.pts is not None and item.time_base:
+                    end = float(item.pts * item.time_base) + item.samples / item.sample_rate
+                if seconds + gaps >= DECODE_TO_MEASURE:
+                    rest = _seconds_after(container, stream, end)
+                    if rest is not None:
+                        seconds += rest
+                        log.notes.append(
+                            f"the length past the first {DECODE_TO_MEASURE / 60:g} min was "
+                            "read from timestamps, not decoded"
+                        )
+                        break
+                    if seconds + gaps >= MAX_DECODED:
+                        raise AudioDecodeError(
+                            f"{name}: over {MAX_DECODED / 3600:g} h of audio that can only be "
+                            "measured by decoding all of it; cut it into shorter files first"
+                        )
         claimed = container.duration / 1e6 if container.duration else None
     except av.error.FFmpegError as exc:
         raise AudioDecodeError(f"{name}: undecodable audio ({_reason(exc)})") from None
     finally:
         container.close()
+    if log.container == "wav":
+        layout = _wav_data(src)
+        if layout is not None:
+            _, declared, byte_rate = layout
+            claimed = declared / byte_rate if declared is not None and byte_rate else None
+    return _checked(name, seconds, gaps, claimed, log)
+
+
+def _checked(
+    name: str,
+    seconds: float,
+    gaps: float,
+    claimed: float | None,
+    log: DecodeLog,
+) -> AudioInfo:
+    """The facts of a probe, once it is known the source holds enough audio."""
     duration = seconds + gaps
+    if duration > MAX_SOURCE_SECONDS:
+        raise AudioDecodeError(
+            f"{name}: {duration / 3600:,.0f} h of audio is over the "
+            f"{MAX_SOURCE_SECONDS / 3600:g} h limit for one source"
+        )
     if seconds == 0 or log.rate == 0:
         raise AudioDecodeError(f"{name}: no audio could be decoded (empty or corrupt stream)")
     if duration < 0.1:
         raise AudioDecodeError(
             f"{name}: only {duration:.2f} s of audio could be decoded (truncated file?)"
         )
+    notes = list(log.notes)
     if gaps:
-        log.notes.append(_gap_note(gaps))
-    if log.container == "wav":
-        layout = _wav_data(src)
-        if layout is not None:
-            _, declared, byte_rate = layout
-            claimed = declared / byte_rate if declared is not None and byte_rate else None
+        notes.append(_gap_note(gaps))
     if claimed and claimed - duration > max(0.5, 0.1 * claimed):
-        log.notes.append(
+        notes.append(
             f"the file looks truncated: its header promises {claimed:.1f} s, "
             f"only {duration:.1f} s could be decoded"
         )
-    return AudioInfo(duration, log.rate, log.channels, log.codec, log.container, tuple(log.notes))
+    return AudioInfo(duration, log.rate, log.channels, log.codec, log.container, tuple(notes))
+
+
+def _seconds_after(container: Any, stream: Any, end: float | None) -> float | None:
+    """Seconds of the stream after ``end`` (stream time), from the timestamps of its last
+    packets, reached with one seek; None where the container cannot tell that way."""
+    import av
+
+    if end is None or not stream.time_base:
+        return None
+    try:
+        container.seek(1 << 62, stream=stream, backward=True)
+        last = None
+        for count, packet in enumerate(container.demux(stream)):
+            if packet.pts is not None and packet.size:
+                stop = packet.pts + (packet.duration or 0)
+                last = stop if last is None else max(last, stop)
+            if count > 10_000:  # a seek that landed far from the end: give up
+                return None
+    except (av.error.FFmpegError, OSError, ValueError, OverflowError):
+        return None
+    if last is None:
+        return None
+    rest = float(last * stream.time_base) - end
+    return rest if rest >= 0 else None
 
 
 def _pcm_width(codec: str, channels: int) -> int:
@@ -354,6 +428,70 @@ def _wav_data(src: Source) -> tuple[int, int | None, int] | None:
             byte_rate = struct.unpack("<I", head[pos + 16 : pos + 20])[0]
         elif chunk == b"data":
             return pos + 8, None if size in (0, 0xFFFFFFFF) else size, byte_rate
+        pos += 8 + size + (size & 1)
+    return None
+
+
+# Plain PCM in RIFF/WAVE: format tag (1 integer, 3 float) and bits -> FFmpeg's codec name.
+_WAV_CODECS = {
+    (1, 8): "pcm_u8",
+    (1, 16): "pcm_s16le",
+    (1, 24): "pcm_s24le",
+    (1, 32): "pcm_s32le",
+    (3, 32): "pcm_f32le",
+    (3, 64): "pcm_f64le",
+}
+_EXTENSIBLE = 0xFFFE
+_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+
+
+def _plain_wav(src: Source) -> tuple[float, float | None, DecodeLog] | None:
+    """Seconds, claimed seconds and format of a plain PCM WAV, from its header alone.
+
+    Opening a file with FFmpeg costs ~150 µs, most of a short clip's preparation; a PCM
+    WAV's duration is its data bytes over the byte rate, which the header gives. Anything
+    unusual (compressed or extensible sub-formats, inconsistent block sizes) returns None
+    and goes through FFmpeg as before, so the facts are the same either way.
+    """
+    head = _head(src, 1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    layout: tuple[int, int, int, int] | None = None  # codec key, channels, rate, block
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
+        body = head[pos + 8 : pos + 8 + size]
+        if chunk == b"fmt ":
+            if size < 16 or len(body) < 16 or layout is not None:
+                return None
+            tag, channels, rate, byte_rate, block, bits = struct.unpack_from("<HHIIHH", body)
+            if tag == _EXTENSIBLE:  # the sub-format GUID names PCM or float
+                if size < 40 or len(body) < 40 or body[26:40] != _GUID_TAIL:
+                    return None
+                valid, sub = struct.unpack_from("<H", body, 18)[0], body[24:26]
+                if valid != bits or sub not in (b"\x01\x00", b"\x03\x00"):
+                    return None
+                tag = sub[0]
+            if (
+                (tag, bits) not in _WAV_CODECS
+                or not 1 <= channels <= 8
+                or not 1_000 <= rate <= 768_000
+                or block != channels * bits // 8
+                or byte_rate != rate * block
+            ):
+                return None
+            layout = (tag, bits, channels, rate)
+        elif chunk == b"data":
+            if layout is None:
+                return None
+            tag, bits, channels, rate = layout
+            width = channels * bits // 8
+            present = _length(src) - (pos + 8)
+            declared = None if size in (0, 0xFFFFFFFF) else size
+            usable = present if declared is None else min(declared, present)
+            claimed = declared / (rate * width) if declared is not None else None
+            log = DecodeLog(rate, channels, _WAV_CODECS[(tag, bits)], "wav")
+            return usable // width / rate, claimed, log
         pos += 8 + size + (size & 1)
     return None
 

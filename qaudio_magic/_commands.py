@@ -47,7 +47,8 @@ Subcommands (line magic):
   %qaudio key [--clear]     enter the DashScope API key (hidden; kept in memory only)
   %qaudio key --openai [--clear]  the same for openai:MODEL servers ($OPENAI_API_KEY)
   %qaudio emulator [auto|on|off]  use the built-in offline emulator
-  %qaudio export FILE       save the current conversation as JSON (no audio, no key)
+  %qaudio export FILE [--paths]  save the current conversation as JSON (clip names and
+                            sha256; no audio, no key; local paths only with --paths)
   %qaudio usage [--reset]   audio seconds and tokens spent per model; what the cache saved
   %qaudio cache [clear]     where the response cache is, how big, and its mode
   %qaudio record [NAME] [--max SECONDS]  show a recorder; NAME (default mic) is its latest take
@@ -68,8 +69,8 @@ def run_subcommand(magic: QAudioMagic, line: str) -> Any:
             # with an empty body, so the line magic is how an empty question is typed.
             return magic.ask(line, "")
         raise UsageError(
-            f"unknown subcommand {name!r}; `%qaudio help` lists them (to ask a question "
-            "use the cell magic %%qaudio; `%qaudio SOURCE` sends audio alone)"
+            f"unknown subcommand {name!r}; %qaudio help lists them (to ask a question "
+            "use the cell magic %%qaudio; %qaudio SOURCE sends audio alone)"
         )
     return handler(magic, rest)
 
@@ -121,45 +122,39 @@ def _history(magic: QAudioMagic, rest: list[str]) -> None:
             (str(i), clips, turn.question or "(voice chat)", short(turn.answer, 80), tokens)
         )
     _show(
-        f"Conversation '{conv.name}': {len(rows)} turns",
+        f"Conversation '{conv.name}': {plural(len(rows), 'turn')}",
         ("#", "clips", "question", "answer", "tokens"),
         rows,
     )
 
 
 def _models(magic: QAudioMagic, rest: list[str]) -> None:
-    from .models import MODELS, ROUTES, lookup
+    from .models import MODELS, ROUTES, lookup, model_row
 
     specs = list(MODELS.values())
     current = magic.session.settings.model
     if current not in MODELS:
         specs.insert(0, lookup(current))
-    rows: list[tuple[str, ...]] = []
-    for spec in specs:
-        lim = spec.limits
-        audio = ", ".join(
-            bit
-            for bit in (
-                f"{lim.max_audio_seconds:g} s" if lim.max_audio_seconds else "",
-                "PCM in memory" if lim.wants_pcm else f"{lim.max_audio_bytes / 1e6:g} MB",
-                f"{lim.audio_tokens_per_second:g} tok/s",
-            )
-            if bit
-        )
-        rows.append(
-            (
-                ("* " if spec.name == current else "") + spec.name,
-                spec.route,
-                f"{lim.context_tokens:,}",
-                f"{lim.max_input_tokens:,} / {lim.max_output_tokens:,}",
-                audio,
-                spec.note,
-            )
-        )
+    rows = [
+        (("* " if spec.name == current else "") + spec.name, *model_row(spec)) for spec in specs
+    ]
     routes = "; ".join(f"{name}: {what}" for name, what in ROUTES.items())
     _show(
-        f"Known models (-m NAME; * current). Routes — {routes}",
-        ("model", "route", "context", "max in / out", "audio per clip", "note"),
+        f"Known models (-m NAME; * current; † UNVERIFIED, see qaudio_magic/models.py). "
+        f"Routes — {routes}\n"
+        "DashScope keys are per region (%config QAudioMagic.region; a workspace with "
+        "QAudioMagic.workspace or $DASHSCOPE_WORKSPACE_ID); openai: $OPENAI_API_KEY, optional",
+        (
+            "model",
+            "route",
+            "key · regions",
+            "audio per clip",
+            "clips",
+            "context",
+            "max in / out",
+            "does",
+            "note",
+        ),
         rows,
     )
 
@@ -236,12 +231,17 @@ def _cache(magic: QAudioMagic, rest: list[str]) -> None:
 
 
 def _export(magic: QAudioMagic, rest: list[str]) -> None:
-    if not rest:
-        raise UsageError("usage: %qaudio export FILE.json")
+    paths = "--paths" in rest
+    files = [w for w in rest if w != "--paths"]
+    if len(files) != 1 or files[0].startswith("-"):
+        raise UsageError("usage: %qaudio export FILE.json [--paths]")
     conv = magic.session.conversations.current
-    Path(rest[0]).write_text(json.dumps(conv.to_dict(), ensure_ascii=False, indent=1))
+    data = conv.to_dict(paths=paths)
+    Path(files[0]).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+    kept = "with local paths" if paths else "no local paths"
     print(
-        f"Saved '{conv.name}' ({plural(len(conv), 'turn')}) to {rest[0]} (no audio bytes, no key)."
+        f"Saved '{conv.name}' ({plural(len(conv), 'turn')}) to {files[0]} "
+        f"(clip names and sha256; {kept}; no audio bytes, no key)."
     )
 
 

@@ -14,6 +14,14 @@ works too, but costs a thread hand-off per streamed chunk (about 0.5 ms per ques
 loopback, measured with ``bench/bench_overhead.py``); slicing costs nothing while data
 flows.
 
+The same slices keep the **total deadline** of a question whatever the server does. httpx's
+``read`` timeout restarts with every ``recv``, so headers or a body trickled a byte at a
+time, or keep-alive comments, would never trip it. :func:`deadline` sets an absolute
+deadline (a context variable, so each thread of a batch has its own) that every connect,
+read and write below checks before each slice, whether or not bytes keep coming; past it
+they raise httpcore's timeout, which closes the connection. It is set only around
+blocking calls (never across a ``yield``), by the backends and by the retry loop.
+
 Loops here never ``continue`` from inside an ``except`` clause: on CPython 3.11 and 3.12 a
 KeyboardInterrupt raised at that jump skips enclosing ``finally`` blocks (3.10 and 3.13
 are fine), and a skipped clean-up would leave a connection open.
@@ -27,8 +35,10 @@ import os
 import select
 import socket
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpcore
@@ -39,6 +49,9 @@ __all__ = [
     "SLICE",
     "SlicedBackend",
     "SlicedStream",
+    "current_deadline",
+    "deadline",
+    "each_within",
     "interruptible_transport",
     "is_loopback",
     "sliced_sleep",
@@ -46,10 +59,52 @@ __all__ = [
 
 SLICE = 0.1  # seconds: the longest Ctrl-C waits for a blocked socket
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, 10035}  # 10035: Windows
+_AT: ContextVar[float | None] = ContextVar("qaudio_deadline", default=None)
+T = TypeVar("T")
+
+
+def current_deadline() -> float | None:
+    """The absolute deadline (``time.monotonic()``) in force here, if any."""
+    return _AT.get()
+
+
+@contextmanager
+def deadline(at: float | None) -> Iterator[None]:
+    """Every socket wait in this block ends by ``at`` (``time.monotonic()``) at the latest.
+
+    Nested blocks keep the earlier deadline. Do not ``yield`` inside the block: the
+    deadline would stay set in the consumer's context.
+    """
+    outer = _AT.get()
+    token = _AT.set(at if outer is None else outer if at is None else min(at, outer))
+    try:
+        yield
+    finally:
+        _AT.reset(token)
+
+
+def each_within(items: Iterable[T], at: float | None) -> Iterator[T]:
+    """``items``, each one fetched under :func:`deadline` ``(at)`` (a streamed body), or
+    under an earlier deadline set around the loop that consumes them."""
+    it = iter(items)
+    end = object()
+    while True:  # inline, not `with deadline(at)`: this runs once per chunk or event
+        outer = _AT.get()
+        token = _AT.set(at if outer is None or (at is not None and at < outer) else outer)
+        try:
+            item = next(it, end)
+        finally:
+            _AT.reset(token)
+        if item is end:
+            return
+        yield item  # type: ignore[misc]
 
 
 def _left(deadline: float | None) -> float:
-    """The next slice: SLICE, or less when the deadline is closer (0 when it passed)."""
+    """The next slice: SLICE, or less when a deadline is closer (0 when one passed)."""
+    at = _AT.get()
+    if at is not None and (deadline is None or at < deadline):
+        deadline = at
     if deadline is None:
         return SLICE
     return max(min(SLICE, deadline - time.monotonic()), 0.0)

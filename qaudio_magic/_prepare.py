@@ -70,7 +70,8 @@ def _prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
         if clip.kind == "url" and (clip.is_windowed or limits.wants_pcm):
             # bytes are needed: download (capped), then prepare them like a local file
             return replace(_prepare(fetch(clip), limits), clip=clip)
-        notes = check_url(clip.location or "", limits.max_audio_bytes) if clip.kind == "url" else ()
+        by_url = limits.max_url_bytes or limits.max_audio_bytes
+        notes = check_url(clip.location or "", by_url) if clip.kind == "url" else ()
         fmt = _guess_format(clip.name)
         return PreparedAudio(clip, None, clip.location, fmt, clip.start, None, notes=notes)
     info = clip.info

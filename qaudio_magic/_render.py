@@ -9,12 +9,20 @@ Markdown exactly as written; a saved notebook therefore holds the answer as plai
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from markdown_it import MarkdownIt
 
-__all__ = ["bundle", "render_markdown"]
+__all__ = [
+    "bundle",
+    "data_lines",
+    "reasoning_html",
+    "render_markdown",
+    "thinking_bundle",
+    "thinking_title",
+]
 
 _SAFE_SCHEMES = ("http://", "https://")
 
@@ -45,8 +53,58 @@ def render_markdown(text: str) -> str:
 _STYLE = (
     "<style>.qaudio-answer .qaudio-meta{color:var(--jp-ui-font-color2,#666);font-size:0.85em}"
     ".qaudio-answer .qaudio-note{color:var(--jp-warn-color0,#a60);font-size:0.85em}"
-    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}</style>"
+    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}"
+    ".qaudio-thinking summary{color:var(--jp-ui-font-color2,#666);font-size:0.85em;cursor:pointer}"
+    ".qaudio-thinking .qaudio-reasoning{white-space:pre-wrap;color:var(--jp-ui-font-color2,#666);"
+    "font-size:0.85em;margin:0.3em 0 0.3em 1em}"
+    ".qaudio-answer .qaudio-still{display:block;margin:2px 0 4px}"
+    # the static waveform picture is for saved notebooks: hidden where a live player renders
+    ".jp-OutputArea:has(.qaudio-player) .qaudio-still,"
+    ".output:has(.qaudio-player) .qaudio-still{display:none}</style>"
 )
+
+
+def reasoning_html(reasoning: str) -> str:
+    """Reasoning as escaped plain text (never rendered as Markdown or HTML)."""
+    return (
+        '<div class="qaudio-reasoning" style="white-space:pre-wrap;font-size:0.85em;'
+        f'color:var(--jp-ui-font-color2,#666)">{html.escape(reasoning)}</div>'
+    )
+
+
+def thinking_title(reasoning: str, *, streaming: bool) -> str:
+    """``💭 thinking… (N words)`` while it streams, ``💭 thought (N words)`` after."""
+    return _thinking_title(reasoning, streaming=streaming)
+
+
+def _thinking_title(reasoning: str, *, streaming: bool) -> str:
+    words = len(reasoning.split())
+    return f"💭 thinking… ({words} words)" if streaming else f"💭 thought ({words} words)"
+
+
+def _thinking_html(reasoning: str, *, streaming: bool, open: bool = False) -> str:
+    """A collapsed block with the reasoning as escaped plain text (never rendered)."""
+    return (
+        f'<details class="qaudio-thinking"{" open" if open else ""}>'
+        f"<summary>{html.escape(_thinking_title(reasoning, streaming=streaming))}</summary>"
+        f'<div class="qaudio-reasoning">{html.escape(reasoning)}</div></details>'
+    )
+
+
+def thinking_bundle(
+    reasoning: str, *, streaming: bool, open: bool = False
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The "thinking…" block shown above an answer: collapsed (``open``: as the user left
+    it); its plain text says where the reasoning is rather than repeating it."""
+    data = {
+        "text/html": '<div class="qaudio-answer">'
+        + _STYLE
+        + _thinking_html(reasoning, streaming=streaming, open=open)
+        + "</div>",
+        "text/plain": _thinking_title(reasoning, streaming=streaming)
+        + " — the answer's .reasoning holds it",
+    }
+    return data, {"qaudio": {"status": "thinking" if streaming else "thought"}}
 
 
 def bundle(
@@ -59,11 +117,21 @@ def bundle(
     status: str | None = None,
     metadata: dict[str, Any] | None = None,
     segments: Sequence[str] = (),
+    data: Mapping[str, Any] | None = None,
+    reasoning: str = "",
+    context: str | None = None,
+    pictures: Sequence[str] = (),
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Mime bundle (text/html + text/plain) and metadata for one answer.
 
     ``segments``: labels of the times the answer mentions (made from parsed numbers, e.g.
     ``1.53–1.87 s``), listed as text so they survive where the player cannot render.
+    ``data``: a typed answer's fields, shown as a small escaped table with the model's
+    raw text folded under it (``<details>``) instead of rendered.
+    ``reasoning``: a thinking model's reasoning, as a collapsed block above the answer.
+    ``context``: the conversation line of a follow-up (which turn, which clips are sent
+    again). ``pictures``: static waveform pictures (``_picture.picture_html``, our own
+    markup, never model text) for saved notebooks.
     """
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
@@ -71,22 +139,40 @@ def bundle(
     if question:
         head += f" — <i>{esc(_clip_text(question, 160))}</i>"
     parts.append(f'<div class="qaudio-meta">{head}</div>')
+    if context:
+        parts.append(f'<div class="qaudio-meta">{_bits(context)}</div>')
+    parts.extend(pictures)
     parts.extend(f'<div class="qaudio-note">{esc(n)}</div>' for n in notes)
-    body = render_markdown(text) if text else "<p><i>…</i></p>"
+    if reasoning:
+        parts.append(_thinking_html(reasoning, streaming=False))
+    if data is not None:
+        body = _data_html(data) + (
+            f"<details><summary>raw answer</summary><pre>{esc(text)}</pre></details>"
+        )
+    else:
+        body = render_markdown(text) if text else "<p><i>…</i></p>"
     parts.append(f'<div class="qaudio-body">{body}</div>')
     if status:
         parts.append(f'<div class="qaudio-note">{esc(status)}</div>')
     if segments:
         parts.append(f'<div class="qaudio-meta">⏱ times: {esc(", ".join(segments))}</div>')
     if footer:
-        parts.append(f'<div class="qaudio-meta">{esc(footer)}</div>')
+        parts.append(f'<div class="qaudio-meta">{_bits(footer)}</div>')
     parts.append("</div>")
 
     plain = [f"[{clips_line}]" if clips_line else "[follow-up]"]
     if question:
         plain[0] += f" {question}"
+    if context:
+        plain.append(context)
     plain.extend(f"note: {n}" for n in notes)
-    plain.append(text or "…")
+    if reasoning:
+        plain.append(_thinking_title(reasoning, streaming=False) + " — see .reasoning")
+    if data is not None:
+        plain.extend(data_lines(data))
+        plain.append(f"raw: {text}")
+    else:
+        plain.append(text or "…")
     if status:
         plain.append(status)
     if segments:
@@ -97,6 +183,36 @@ def bundle(
     return data, {"qaudio": metadata or {}}
 
 
+def _bits(line: str) -> str:
+    """A ``·``-separated line, escaped, wrapping only between its parts (a request id or a
+    clip name never breaks in the middle). Inline style: JupyterLab keeps it in untrusted
+    notebooks, where it drops ``<style>``."""
+    return " · ".join(
+        f'<span style="white-space:nowrap">{html.escape(bit)}</span>' for bit in line.split(" · ")
+    )
+
+
 def _clip_text(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def data_lines(data: Mapping[str, Any]) -> list[str]:
+    """A typed answer as ``field: value`` lines (JSON for anything but strings)."""
+    return [f"{key}: {_cell(value)}" for key, value in data.items()]
+
+
+def _data_html(data: Mapping[str, Any]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{esc(str(k))}</th>"
+        f"<td style='text-align:left'>{esc(_clip_text(_cell(v), 300))}</td></tr>"
+        for k, v in data.items()
+    )
+    return f'<table class="qaudio-data">{rows}</table>'

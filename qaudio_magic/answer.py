@@ -5,21 +5,42 @@ terminals expect and ``.to_pandas()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union, overload
+from typing import TYPE_CHECKING, Any, Union, overload
 
 from ._format import plural, short, span, table_bundle
-from ._render import bundle
+from ._render import bundle, data_lines
 from .backends.base import Usage
 from .clip import AudioClip
 from .errors import ConfigError, QAudioError
 from .segments import Segment
 
-__all__ = ["Answer", "Answers", "Failure", "Result"]
+if TYPE_CHECKING:
+    from .schema import Schema
+    from .scoring import Score
+
+__all__ = ["COLUMNS", "Answer", "Answers", "Failure", "Result", "with_typed_columns"]
+
+# The columns of Answers.to_pandas(), in order (an empty batch has them too: Dask's meta)
+COLUMNS = (
+    "source",
+    "window",
+    "answer",
+    "model",
+    "tokens",
+    "latency",
+    "error",
+    "cached",
+    "start",
+    "end",
+    "question",
+    "request_id",
+    "notes",
+)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a big batch keeps one per row
 class Answer:
     """The model's answer plus provenance: model, usage, request id, clips and timing."""
 
@@ -39,6 +60,18 @@ class Answer:
     # Times the answer mentions, relative to the clip they refer to (see segments.py)
     segments: tuple[Segment, ...] = ()
     cached: bool = False  # served from the response cache, not asked again
+    # A thinking model's reasoning: shown apart, never part of ``text``, never sent back
+    reasoning: str = ""
+    audio: AudioClip | None = None  # a spoken answer (24 kHz), held in memory only
+    language: str | None = None  # speech recognition: detected (or forced) language
+    emotion: str | None = None  # speech recognition: the speaker's emotion, as annotated
+    # A typed question's answer (``schema=``): the fields, validated and typed
+    data: dict[str, Any] | None = None
+    # "conversation default, turn 3 · also sent: a.wav (7.0 s)" for a turn that continues one
+    context: str | None = None
+    clip_labels: tuple[str, ...] = ()  # what was sent of each clip ("a.wav [0–30 s] · 30.0 s")
+    unknown_audio: int = 0  # clips whose length the kernel does not know (URLs)
+    pictures: tuple[str, ...] = field(default=(), repr=False)  # static waveforms (saved notebooks)
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
 
     def __str__(self) -> str:
@@ -47,20 +80,47 @@ class Answer:
     # ------------------------------------------------------------------ presentation
     @property
     def clips_line(self) -> str:
-        return ", ".join(c.label() for c in self.clips)
+        """What was sent, as the live view's header said it."""
+        return ", ".join(self.clip_labels or [c.label() for c in self.clips])
 
     def footer(self) -> str:
         """Model · audio · usage · latency · request id, as one line."""
         bits = [f"{self.model} (cached)" if self.cached else self.model]
         if self.audio_seconds or self.estimated_audio_tokens:
-            audio = f"audio {self.audio_seconds:.1f} s ≈ {self.estimated_audio_tokens} tok"
+            if not self.unknown_audio:
+                audio = f"audio {self.audio_seconds:.1f} s"
+            else:  # a URL is fetched by the service: its length is not known here
+                urls = plural(self.unknown_audio, "URL clip")
+                known = f"{self.audio_seconds:.1f} s + " if self.audio_seconds else ""
+                audio = f"audio {known}{urls} of unknown length"
+            if self.estimated_audio_tokens:  # 0: billed by the second (speech recognition)
+                audio += (" ≤ " if self.unknown_audio else " ≈ ") + (
+                    f"{self.estimated_audio_tokens} tok"
+                )
             if self.usage and self.usage.audio_tokens is not None:
                 audio += f" (service: {self.usage.audio_tokens})"
             bits.append(audio)
         if self.usage and (
             self.usage.input_tokens is not None or self.usage.output_tokens is not None
         ):
-            bits.append(f"in {self.usage.input_tokens} · out {self.usage.output_tokens} tok")
+            bits.append(
+                " · ".join(
+                    f"{k} {v}"
+                    for k, v in (("in", self.usage.input_tokens), ("out", self.usage.output_tokens))
+                    if v is not None
+                )
+                + " tok"
+            )
+        if self.language or self.emotion:
+            bits.append(
+                " · ".join(
+                    f"{k} {v}"
+                    for k, v in (("language", self.language), ("emotion", self.emotion))
+                    if v
+                )
+            )
+        if self.audio is not None and self.audio.duration:
+            bits.append(f"spoken {self.audio.duration:.1f} s")
         timing = f"{self.latency:.2f} s"
         if self.first_text_latency is not None:
             timing += f" (first text {self.first_text_latency:.2f} s)"
@@ -77,9 +137,14 @@ class Answer:
             "request_id": self.request_id,
             "conversation": self.conversation,
             "usage": self.usage.as_dict() if self.usage else None,
-            "clips": [c.describe() for c in self.clips],
+            "clips": [c.describe(paths=False) for c in self.clips],
             "segments": [[s.start, s.end] for s in self.segments],
             "cached": self.cached,
+            **({"language": self.language} if self.language else {}),
+            **({"emotion": self.emotion} if self.emotion else {}),
+            **({"reasoning_chars": len(self.reasoning)} if self.reasoning else {}),
+            **({"spoken_seconds": round(self.audio.duration or 0.0, 2)} if self.audio else {}),
+            **({"data": _jsonable(self.data)} if self.data is not None else {}),
         }
 
     def _repr_mimebundle_(
@@ -93,17 +158,27 @@ class Answer:
             footer=self.footer(),
             metadata=self.metadata(),
             segments=[s.label() for s in self.segments],
+            reasoning=self.reasoning,
+            data=self.data,
+            context=self.context,
+            pictures=self.pictures,
         )
         data["text/markdown"] = _inert_markdown(self.text)
         return data, md
 
     def _ipython_display_(self) -> None:
-        """Display, unless this very cell already shows the answer live (no double output)."""
+        """Display, unless this very cell already shows the answer live (no double output):
+        a notebook then gets no second copy, a terminal's ``Out[n]:`` only the one-line repr.
+        ``_`` and ``Out[n]`` hold the answer either way."""
         from IPython import get_ipython
         from IPython.display import display
 
         shell = get_ipython()
         if shell is not None and self._shown_in == shell.execution_count:
+            from .view import display_mode
+
+            if display_mode() == "plain":
+                print(repr(self))
             return
         data, md = self._repr_mimebundle_()
         display(data, metadata=md, raw=True)
@@ -115,6 +190,13 @@ class Answer:
 
 
 _MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
+
+
+def _jsonable(data: dict[str, Any]) -> Any:
+    """``data`` as JSON values (enums by value, anything else as text), for metadata."""
+    import json
+
+    return json.loads(json.dumps(data, default=lambda v: getattr(v, "value", str(v))))
 
 
 def _inert_markdown(text: str) -> str:
@@ -175,7 +257,9 @@ class Answers(Sequence[Result]):
         labels: Sequence[Any] | None = None,
         notes: Sequence[str] = (),
         attempts: Sequence[int] = (),
+        schema: Schema | None = None,
     ) -> None:
+        self.schema = schema  # a typed question's schema: to_pandas() gets its columns
         self._results = list(results)
         self._attempts = list(attempts)
         self.question = question
@@ -261,7 +345,8 @@ class Answers(Sequence[Result]):
             if isinstance(r, Answer):
                 tokens = str(r.usage.total_tokens) if r.usage else ""
                 status = "cached" if r.cached else f"✓ {r.latency:.1f} s"
-                row += (short(r.text, 120), tokens, status)
+                shown = r.text if r.data is None else " · ".join(data_lines(r.data))
+                row += (short(shown, 120), tokens, status)
             else:
                 row += (short(r.text, 120), "", "⚠ " + short(r.error.one_line(), 120))
             if with_notes:
@@ -285,7 +370,7 @@ class Answers(Sequence[Result]):
             "question": self.question,
             "items": [
                 {
-                    "clips": [c.describe() for c in r.clips],
+                    "clips": [_describe(c) for c in r.clips],
                     "request_id": r.request_id,
                     "cached": r.cached,
                     "error": r.error.one_line() if isinstance(r, Failure) else None,
@@ -326,10 +411,83 @@ class Answers(Sequence[Result]):
                     "notes": "\n".join(r.notes) or None,
                 }
             )
-        frame = pd.DataFrame.from_records(records)
+        frame = pd.DataFrame.from_records(records, columns=COLUMNS)
         if self.labels is not None:
             frame.index = pd.Index(self.labels)
+        if self.schema is not None:
+            frame = with_typed_columns(frame, self.schema, [_data_of(r) for r in self._results])
         return frame
+
+    # ------------------------------------------------------------------ scores
+    @property
+    def sources(self) -> list[str]:
+        """Each item's source (its path or URL; several clips joined by ``; ``)."""
+        return [_source_of(r.clips) for r in self._results]
+
+    def score(
+        self,
+        labels: Any,
+        metric: str | None = None,
+        *,
+        language: str | Mapping[Any, str] | None = None,
+    ) -> Score:
+        """Scores against ``labels`` (a mapping, Series or DataFrame keyed by source —
+        its path, file name or stem — or by this batch's own labels, e.g. a Series index).
+
+        ``metric``: ``"wer"``/``"cer"`` for transcripts (the default for prose answers),
+        ``"accuracy"``/``"f1"`` for typed fields against label columns (the default with
+        a schema). See :mod:`qaudio_magic.scoring` for the normalisation and units.
+        """
+        from .scoring import TEXT_METRICS, score_fields, score_texts
+
+        metric = metric or ("accuracy" if self.schema is not None else "wer")
+        keys = self._label_keys(labels)
+        if metric in TEXT_METRICS:
+            hyps = [r.text if isinstance(r, Answer) else None for r in self._results]
+            score = score_texts(keys, hyps, labels, metric=metric, language=language)
+        else:
+            score = score_fields(
+                keys, [_data_of(r) for r in self._results], labels, metric=metric,
+                schema=self.schema,
+            )  # fmt: skip
+        score.model = self.model
+        return score
+
+    def _label_keys(self, labels: Any) -> list[Any]:
+        """Match labels by this batch's own labels when they name its items, else by source."""
+        if self.labels is not None:
+            from .scoring import label_keys
+
+            if set(map(str, self.labels)) & {str(k) for k in label_keys(labels)}:
+                return [str(k) for k in self.labels]
+        return self.sources
+
+
+def _data_of(result: Result) -> dict[str, Any] | None:
+    return result.data if isinstance(result, Answer) else None
+
+
+def with_typed_columns(
+    frame: Any, schema: Schema, rows: Sequence[Mapping[str, Any] | None]
+) -> Any:
+    """``frame`` with one typed column per field of ``schema`` after its own columns; a
+    field named like an existing column is called ``data_<name>``."""
+    import pandas as pd
+
+    from .schema import typed_frame
+
+    typed = typed_frame(schema, rows, index=frame.index)
+    typed.columns = [f"data_{c}" if c in frame.columns else c for c in typed.columns]
+    return pd.concat([frame, typed], axis=1)
+
+
+def _describe(clip: AudioClip) -> dict[str, Any]:
+    """A clip's facts for output metadata, without paths; a clip that cannot be read or
+    decoded (a failed row) is named only, never measured again."""
+    try:
+        return clip.describe(paths=False)
+    except QAudioError:
+        return {"name": clip.name, "kind": clip.kind}
 
 
 def _source_of(clips: Sequence[AudioClip]) -> str:

@@ -4,9 +4,23 @@
 Series, ``windows=30``; :mod:`qaudio_magic.sources` says what makes a batch) comes here.
 Each item is its own single-turn conversation, built and sent exactly like a single
 question (:mod:`qaudio_magic.turn`: history, notes, response cache, retry policy, usage
-meter) by a small thread pool sharing the backend's one connection pool. Threads, not
+meter) by ``concurrency`` worker threads that pull items as they are free. Threads, not
 asyncio: a notebook's event loop is already running, and a blocking call from a cell must
 not try to start another.
+
+Built for corpora (the client must never be what a fast server waits for):
+
+* per batch, not per request: the backend, its limits, the rate limiter and the cache
+  mode are looked up once; above :data:`OWN_CONNECTION_ABOVE` workers each sends through a
+  keep-alive connection of its own (a shared pool costs ~0.4 ms a request at 64, see
+  ``backends/_http.py``); answers come whole (no per-token events) unless ``stream=True``
+  or the model only streams — nobody watches a batch's tokens;
+* a generator of sources is read only as workers are free, and the rows of such a batch
+  keep no audio bytes: 100,000 items hold O(concurrency) audio and a small record each;
+* every answer is in the response cache the moment it arrives, so a batch interrupted by
+  Ctrl-C or a crash, run again, asks only what had not finished — the progress bar says
+  how many came from the cache;
+* requests to a model with a rate limit are paced by its limiter (``rate_limit``).
 
 What a batch promises:
 
@@ -21,30 +35,36 @@ What a batch promises:
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
+import operator
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ._format import short, span
-from .answer import Answers, Failure, Result
+from ._ratelimit import RateLimiter
+from .answer import Answer, Answers, Failure, Result
 from .backends.base import Backend, Limits, PreparedAudio
 from .cache import CacheMode, resolve_mode
 from .clip import AudioClip
 from .conversation import Conversation
 from .errors import InputError, Interrupted, QAudioError
 from .session import Session
-from .sources import expand_sources, resolve_sources
-from .turn import answer_for, plan_turn, send
+from .settings import MAX_CONCURRENCY
+from .sources import expand_sources, is_lazy, iter_items, resolve_sources
+from .turn import TurnPlan, answer_for, pacing, plan_turn, send
 from .windows import WindowReader, check_windows, plan_windows, window_clip
 
-__all__ = ["MAX_CONCURRENCY", "Progress", "run_batch"]
+if TYPE_CHECKING:
+    from .schema import Schema
+
+__all__ = ["MAX_CONCURRENCY", "Meter", "Progress", "run_batch"]
 
 Progress = Callable[[int, int, Result], None]
-MAX_CONCURRENCY = 16  # the backend's connection pool holds 16 connections
+OWN_CONNECTION_ABOVE = 8  # more workers than this: a connection each, not the shared pool
 _STOP_WITHIN = 1.0  # seconds Ctrl-C may take to stop in-flight requests
 
 
@@ -55,6 +75,7 @@ class _Job:
     clips: tuple[AudioClip, ...]
     prepared: tuple[PreparedAudio, ...] | None = None  # windows arrive already cut
     error: QAudioError | None = None  # known to fail before sending
+    source: object = None  # a lazy batch's item, resolved by the worker that takes it
 
 
 @dataclass
@@ -70,7 +91,11 @@ class _Plan:
     params: dict[str, Any]
     stream: bool
     cache_mode: CacheMode
+    limiter: RateLimiter | None = None
+    light: bool = False  # keep no audio bytes in the rows (a lazy batch)
+    items: list[tuple[AudioClip, ...]] | None = None  # each item's clips, when known upfront
     cancel: threading.Event = field(default_factory=threading.Event)
+    schema: Schema | None = None  # a typed question (structured.py)
 
 
 def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
@@ -87,6 +112,11 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
             raise job.error
         if plan.cancel.is_set():
             raise Interrupted("interrupted before it was asked")
+        if job.source is not None:  # a lazy batch: one bad source is one failed row
+            job.clips = tuple(resolve_sources(job.source))
+            job.source = None
+            if not job.clips and plan.question is None:
+                raise InputError("nothing to ask: the item has neither audio nor question")
         turn = plan_turn(
             plan.conversation,
             job.clips,
@@ -99,16 +129,23 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
             prepared=job.prepared,
         )
         notes = turn.notes
-        outcome = send(
-            plan.session,
-            plan.backend,
-            turn.request,
-            plan.cache_mode,
-            on_text=parts.append,
-            cancel=plan.cancel,
-            on_attempt=count,
-        )
-        return answer_for(turn, outcome, conversation=None), outcome.attempts
+        if plan.schema is not None:
+            answer, attempts = _ask_typed(plan, turn, parts, count)
+        else:
+            outcome = send(
+                plan.session,
+                plan.backend,
+                turn.request,
+                plan.cache_mode,
+                on_text=parts.append,
+                cancel=plan.cancel,
+                on_attempt=count,
+                limiter=plan.limiter,
+            )
+            answer, attempts = answer_for(turn, outcome, conversation=None), outcome.attempts
+        if plan.light:
+            answer.clips = tuple(c.detached() for c in answer.clips)
+        return answer, attempts
     except QAudioError as exc:
         error = exc
     except Exception as exc:  # a bug must not cost the other clips their answers
@@ -116,10 +153,36 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
         error.__cause__ = exc
     if plan.cancel.is_set() and not isinstance(error, Interrupted):
         error = Interrupted("interrupted (Ctrl-C)")
-    failure = Failure(
-        job.clips, plan.question, error, plan.model, "".join(parts), tries[0], notes=notes
-    )
+    clips = tuple(c.detached() for c in job.clips) if plan.light else job.clips
+    failure = Failure(clips, plan.question, error, plan.model, "".join(parts), tries[0], notes=notes)
     return failure, tries[0]
+
+
+def _ask_typed(
+    plan: _Plan, turn: TurnPlan, parts: list[str], count: Callable[[int], None]
+) -> tuple[Answer, int]:
+    """A typed item: the schema into the request, one repair at most, the data on the answer."""
+    from .structured import send_typed, typed_plan
+
+    assert plan.schema is not None
+    turn = typed_plan(turn, plan.schema, plan.backend.route)
+    outcome, data, repaired = send_typed(
+        plan.session,
+        plan.backend,
+        turn,
+        plan.cache_mode,
+        plan.schema,
+        on_text=parts.append,
+        on_repair=lambda _problem: parts.clear(),  # a failure keeps the last answer's text
+        cancel=plan.cancel,
+        on_attempt=count,
+        limiter=plan.limiter,
+    )
+    if repaired:
+        turn = replace(turn, notes=(*turn.notes, repaired))
+    answer = answer_for(turn, outcome, conversation=None)
+    answer.data = data
+    return answer, outcome.attempts
 
 
 def _window_jobs(
@@ -189,6 +252,7 @@ def run_batch(
     cache: str | None = None,
     progress: bool | Progress = True,
     params: dict[str, Any] | None = None,
+    schema: Schema | None = None,
 ) -> Answers:
     """Ask ``question`` about each item of ``sources``; see :func:`ask_audio`."""
     settings = session.settings
@@ -204,12 +268,16 @@ def run_batch(
     workers = int(workers)
     cache_mode = resolve_mode(cache if cache is not None else settings.cache, batch=True)
 
-    items, labels = expand_sources(sources)
-    groups = [tuple(resolve_sources(item)) for item in items]  # bad sources fail before sending
-    if not groups:
-        raise InputError("nothing to ask: the batch has no clips")
-    if question is None and any(not g for g in groups):
-        raise InputError("nothing to ask: an item of the batch has neither audio nor question")
+    lazy = windows is None and is_lazy(sources)
+    groups: list[tuple[AudioClip, ...]] = []
+    labels: list[Any] | None = None
+    if not lazy:
+        items, labels = expand_sources(sources)
+        groups = [tuple(resolve_sources(i)) for i in items]  # bad sources fail before sending
+        if not groups:
+            raise InputError("nothing to ask: the batch has no clips")
+        if question is None and any(not g for g in groups):
+            raise InputError("nothing to ask: an item of the batch has neither audio nor question")
 
     if conversation is not None:  # shared context: its system prompt and history, read-only
         context = session.conversations.get(conversation, create=False)
@@ -224,19 +292,25 @@ def run_batch(
     limits = backend.limits(model)
     notes: list[str] = []
     jobs: Iterator[_Job]
+    total: int | None
+    items_clips: list[tuple[AudioClip, ...]] | None = None
     if windows is not None:
         check_windows(float(windows), float(overlap), limits, model)
         planned, notes = _window_jobs(groups, float(windows), float(overlap), limits)
-        items_clips: list[tuple[AudioClip, ...]] = [
-            (window_clip(c, lo, hi),) for c, plan in planned for lo, hi in plan
-        ]
+        items_clips = [(window_clip(c, lo, hi),) for c, plan in planned for lo, hi in plan]
+        total = len(items_clips)
         jobs = _iter_window_jobs(planned, limits)
         labels = None
-        if not items_clips:
+        if not total:
             raise InputError("nothing to ask: no window is long enough")
+    elif lazy:
+        assert isinstance(sources, Iterator)
+        total = operator.length_hint(sources) or None
+        jobs = (_Job(i, (), source=item) for i, item in enumerate(iter_items(sources)))
     else:
         items_clips = groups
-        jobs = iter(_Job(i, g) for i, g in enumerate(groups))
+        total = len(groups)
+        jobs = (_Job(i, g) for i, g in enumerate(groups))
 
     plan = _Plan(
         session=session,
@@ -246,12 +320,17 @@ def run_batch(
         question=question,
         conversation=context,
         params=dict(params or {}),
-        stream=settings.stream if stream is None else stream,
+        # whole answers unless asked: per-token events cost CPU and nobody watches them
+        stream=bool(stream),
         cache_mode=cache_mode,
+        limiter=pacing(session, backend, model),
+        light=lazy,
+        items=items_clips,
+        schema=schema,
     )
     unit = "window" if windows else "clip"
     results, attempts, interrupted, stopped, elapsed = _run(
-        plan, jobs, items_clips, workers, progress, unit
+        plan, jobs, total, workers, progress, unit
     )
     if interrupted:
         session.discard_backend(backend)  # no connection of the aborted requests stays open
@@ -266,6 +345,7 @@ def run_batch(
         labels=labels,
         notes=notes,
         attempts=attempts,
+        schema=schema,
     )
 
 
@@ -276,100 +356,153 @@ def _copy_with_system(conv: Conversation, system: str | None) -> Conversation:
     return copy
 
 
+class _Jobs:
+    """The batch's jobs, handed out one at a time to whichever worker is free."""
+
+    def __init__(self, jobs: Iterator[_Job]) -> None:
+        self._jobs = jobs
+        self._lock = threading.Lock()
+        self.stop = threading.Event()  # no more jobs: an error that ends the batch, Ctrl-C
+        self.taken = 0  # jobs handed out so far
+        # jobs handed out and not finished, by index (the audio they hold goes with them)
+        self.busy: dict[int, _Job] = {}
+
+    def next(self) -> _Job | None:
+        with self._lock:  # windows are decoded here, in order, one at a time
+            if self.stop.is_set():
+                return None
+            job = next(self._jobs, None)
+            if job is not None:
+                self.taken += 1
+                self.busy[job.index] = job
+            return job
+
+    def finished(self, job: _Job) -> None:
+        with self._lock:
+            self.busy.pop(job.index, None)
+
+
+def _work(plan: _Plan, jobs: _Jobs, done: queue.SimpleQueue[Any], own: bool) -> None:
+    """A worker thread: take a job, answer it, hand the result back; until none is left."""
+    connection = getattr(plan.backend, "own_connection", None)
+    try:
+        with connection() if own and connection else contextlib.nullcontext():
+            while (job := jobs.next()) is not None:
+                result, attempts = _ask(plan, job)
+                if isinstance(result, Failure) and result.error.ends_batch:
+                    jobs.stop.set()  # before anyone takes another job
+                jobs.finished(job)
+                done.put((job.index, result, attempts))
+    finally:
+        done.put(None)  # this worker is finished
+
+
 def _run(
     plan: _Plan,
     jobs: Iterator[_Job],
-    items: list[tuple[AudioClip, ...]],
+    total: int | None,
     workers: int,
     progress: bool | Progress,
     unit: str,
 ) -> tuple[list[Result], list[int], bool, str | None, float]:
-    """Keep ``workers`` jobs in flight until all are done, stopped, or Ctrl-C.
+    """Run the jobs on ``workers`` threads until all are done, stopped, or Ctrl-C.
 
-    Jobs are pulled only when a worker is free, so windows are decoded just in time
-    and nothing waits in the pool's queue when a batch must stop.
+    Jobs are pulled only when a worker is free, so windows are decoded and lazy sources
+    read just in time, and nothing waits in a queue when a batch must stop.
     """
     started = time.perf_counter()
-    results: list[Result | None] = [None] * len(items)
-    attempts = [0] * len(items)
-    meter = _Meter(progress, len(items), plan.question, unit)
-    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qaudio-batch")
-    inflight: dict[cf.Future[tuple[Result, int]], _Job] = {}
-    # Finished futures, in the order they finish. cf.wait(inflight, FIRST_COMPLETED) locks,
-    # hooks and unhooks every future in flight at each completion: at concurrency 16 that
-    # main-thread work held the GIL for over a tenth of the samples py-spy took (~2% wall).
-    finished: queue.SimpleQueue[cf.Future[tuple[Result, int]]] = queue.SimpleQueue()
+    results: dict[int, tuple[Result, int]] = {}
+    meter = Meter(progress, total, plan.question, unit)
+    source = _Jobs(jobs)
+    done: queue.SimpleQueue[tuple[int, Result, int] | None] = queue.SimpleQueue()
+    own = workers > OWN_CONNECTION_ABOVE
+    threads = [
+        threading.Thread(
+            target=_work, args=(plan, source, done, own), name=f"qaudio-batch-{i}", daemon=True
+        )
+        for i in range(workers)
+    ]
     stopped: str | None = None
     interrupted = False
     try:
-        exhausted = False
-        while True:
-            while not exhausted and stopped is None and len(inflight) < workers:
-                job = next(jobs, None)
-                if job is None:
-                    exhausted = True
-                    break
-                future = pool.submit(_ask, plan, job)
-                inflight[future] = job
-                future.add_done_callback(finished.put)
-            if not inflight:
-                break
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        while running:
             try:  # wakes at least every 0.1 s: Ctrl-C is handled between waits
-                done = [finished.get(timeout=0.1)]
+                item = done.get(timeout=0.1)
             except queue.Empty:
                 continue
-            while not finished.empty():
-                done.append(finished.get())
-            for future in done:
-                job = inflight.pop(future)
-                result, attempts[job.index] = future.result()
-                results[job.index] = result
-                if stopped is None and isinstance(result, Failure) and result.error.ends_batch:
-                    stopped = result.error.one_line()
-                meter.update(result)
+            if item is None:
+                running -= 1
+                continue
+            index, result, attempts = item
+            results[index] = (result, attempts)
+            if stopped is None and isinstance(result, Failure) and result.error.ends_batch:
+                stopped = result.error.one_line()
+            meter.update(result)
     except KeyboardInterrupt:
         interrupted = True
+        source.stop.set()
         plan.cancel.set()
-        _stop(plan, inflight, results, attempts, meter)
+        _stop(plan, threads, done, results, meter)
     finally:
-        plan.cancel.set()  # wakes any worker still sleeping before a retry
-        pool.shutdown(wait=True, cancel_futures=True)
+        source.stop.set()
+        plan.cancel.set()  # wakes any worker still sleeping before a retry or its slot
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join()
         meter.close(interrupted)
     reason = "interrupted (Ctrl-C)" if interrupted else f"not asked: {stopped}"
     final: list[Result] = []
-    for i, r in enumerate(results):
-        if r is None:
+    counts: list[int] = []
+    count = source.taken if total is None or plan.light else total
+    for i in range(count):
+        if i in results:
+            result, attempts = results[i]
+        else:
             error: QAudioError = Interrupted(reason) if interrupted else InputError(reason)
-            r = Failure(items[i], plan.question, error, plan.model)
-        final.append(r)
-    return final, attempts, interrupted, stopped, time.perf_counter() - started
+            busy = source.busy.get(i)
+            clips = busy.clips if busy is not None else _unknown_clips(plan, i)
+            if plan.light:
+                clips = tuple(c.detached() for c in clips)
+            result, attempts = Failure(clips, plan.question, error, plan.model), 0
+        final.append(result)
+        counts.append(attempts)
+    return final, counts, interrupted, stopped, time.perf_counter() - started
+
+
+def _unknown_clips(plan: _Plan, index: int) -> tuple[AudioClip, ...]:
+    """The clips of an item no worker took (a batch stopped early): from the plan."""
+    return plan.items[index] if plan.items is not None else ()
 
 
 def _stop(
     plan: _Plan,
-    inflight: dict[cf.Future[tuple[Result, int]], _Job],
-    results: list[Result | None],
-    attempts: list[int],
-    meter: _Meter,
+    threads: list[threading.Thread],
+    done: queue.SimpleQueue[Any],
+    results: dict[int, tuple[Result, int]],
+    meter: Meter,
 ) -> None:
-    """After Ctrl-C: abort in-flight requests, keep what finished meanwhile."""
+    """After Ctrl-C: abort in-flight requests until the workers give up; keep what
+    finished meanwhile."""
     deadline = time.monotonic() + _STOP_WITHIN
-    while inflight:
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
         try:
-            for future in list(inflight):
-                future.cancel()
             _abort_connections(plan.backend)
-            done, _ = cf.wait(inflight, timeout=0.05)
-            for future in done:
-                job = inflight.pop(future)
-                if not future.cancelled():
-                    result, attempts[job.index] = future.result()
-                    results[job.index] = result
-                    meter.update(result)
-            if time.monotonic() > deadline:
-                break
+            for thread in threads:
+                thread.join(timeout=0.05)
         except KeyboardInterrupt:  # a second Ctrl-C: keep stopping, it takes a moment
             continue
+    while True:
+        try:
+            item = done.get_nowait()
+        except queue.Empty:
+            return
+        if item is not None:
+            index, result, attempts = item
+            results[index] = (result, attempts)
+            meter.update(result)
 
 
 def _abort_connections(backend: Backend) -> None:
@@ -398,10 +531,17 @@ def _bar_class() -> Any:
     return _BAR
 
 
-class _Meter:
-    """Progress: a tqdm.auto bar, or the caller's ``progress(done, total, result)``."""
+class Meter:
+    """Progress: a tqdm.auto bar, or the caller's ``progress(done, total, result)``.
 
-    def __init__(self, progress: bool | Progress, total: int, question: str | None, unit: str):
+    The bar redraws at most ten times a second (tqdm's ``mininterval``) however fast
+    answers come; its text changes only when the cached or failed counts do, and then says
+    ``1,204 of 5,000 from cache`` — what a re-run after an interruption did not ask again.
+    """
+
+    def __init__(
+        self, progress: bool | Progress, total: int | None, question: str | None, unit: str
+    ):
         self.total = total
         self.done = 0
         self.failed = 0
@@ -414,13 +554,30 @@ class _Meter:
 
     def update(self, result: Result) -> None:
         self.done += 1
-        self.failed += isinstance(result, Failure)
-        self.cached += bool(result.cached)
+        if isinstance(result, Failure):
+            self.failed += 1
+            self._describe()
+        elif result.cached:
+            self.cached += 1
+            self._describe()
         if self.bar is not None:
-            self.bar.set_postfix(cached=self.cached, failed=self.failed, refresh=False)
             self.bar.update(1)
         if self.callback is not None:
-            self.callback(self.done, self.total, result)
+            self.callback(self.done, self.total or 0, result)
+
+    def line(self) -> str:
+        """``1,204 of 5,000 from cache, 3 failed`` (empty while neither happened)."""
+        bits = []
+        if self.cached:
+            of = f" of {self.total:,}" if self.total else ""
+            bits.append(f"{self.cached:,}{of} from cache")
+        if self.failed:
+            bits.append(f"{self.failed:,} failed")
+        return ", ".join(bits)
+
+    def _describe(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.line(), refresh=False)
 
     def close(self, interrupted: bool) -> None:
         if self.bar is not None:

@@ -23,17 +23,18 @@ import binascii
 import hashlib
 import numbers
 import os
+import stat
+import sys
 import threading
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 from ._format import span
-from .errors import AudioDecodeError, AudioTooLargeError, InputError, SourceError
+from .errors import AudioDecodeError, AudioTooLargeError, InputError, QAudioError, SourceError
 
 if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
     from . import _codec
@@ -42,6 +43,40 @@ if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
 __all__ = ["AudioClip", "AudioSourceLike", "is_audio_object", "is_sample_pair", "parse_time"]
 
 MAX_SOURCE_BYTES = 1 << 30  # 1 GiB: refuse absurd files from their size, before reading them
+
+
+_T = TypeVar("_T")
+
+
+class _fact(Generic[_T]):
+    """A property computed once per clip and kept in its ``__dict__``.
+
+    Not ``functools.cached_property``: up to Python 3.11 that holds one lock per *class*
+    while it computes, so a batch's workers, each hashing or probing a different clip,
+    would wait for one another. Two threads racing on the same clip just compute the same
+    value twice.
+    """
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _fact[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object, owner: type | None = None) -> _T | _fact[_T]:
+        if instance is None:
+            return self
+        try:
+            value: _T = instance.__dict__[self.name]
+        except KeyError:
+            value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 @runtime_checkable
@@ -120,8 +155,9 @@ class AudioClip:
         """True for URLs the service fetches itself (no bytes in the kernel)."""
         return self.kind in ("url", "oss")
 
-    @property
+    @_fact
     def path(self) -> Path | None:
+        """The file, for path clips (made once: a batch asks for it a few times per item)."""
         return Path(self.location) if self.kind == "path" and self.location else None
 
     def source(self) -> _codec.Source:
@@ -132,18 +168,24 @@ class AudioClip:
             return self.payload
         raise InputError(f"{self.name}: a remote clip has no local bytes")
 
-    @cached_property
+    @_fact
     def info(self) -> AudioInfo | None:
         """Decoded facts of the whole source (None for remote URLs, which are not fetched)."""
         if self.is_remote:
             return None
         from . import _codec
 
-        return _file_fact(
-            self.path,
-            "info",
-            lambda: _codec.probe(self.source(), name=self.name, fmt=self.format_hint),
-        )
+        path = self.path
+
+        def measure() -> AudioInfo:
+            source = self.source()
+            if path is not None:  # a WAV just read whole: its header is in memory already
+                recent = _recent_bytes(path)
+                if recent is not None and recent[:4] == b"RIFF":
+                    source = recent
+            return _codec.probe(source, name=self.name, fmt=self.format_hint)
+
+        return _file_fact(path, "info", measure)
 
     def decode(self, start: float = 0.0, end: float | None = None) -> Any:
         """Mono float32 samples at 16 kHz for ``[start, end)`` seconds of the source."""
@@ -153,7 +195,7 @@ class AudioClip:
             self.source(), start=start, end=end, name=self.name, fmt=self.format_hint
         )
 
-    @cached_property
+    @_fact
     def sha256(self) -> str:
         """Identity of the clip's source: sha256 of its bytes (of the URL text for URLs)."""
         if self.is_remote:
@@ -164,6 +206,11 @@ class AudioClip:
             def digest() -> str:
                 sha = hashlib.sha256()
                 with open(path, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size <= _SMALL_FILE:  # read once: probing and sending need it next
+                        data = fh.read()
+                        _remember_bytes(path, data)
+                        return hashlib.sha256(data).hexdigest()
                     for block in iter(lambda: fh.read(1 << 20), b""):
                         sha.update(block)
                 return sha.hexdigest()
@@ -174,7 +221,7 @@ class AudioClip:
     def read_bytes(self) -> bytes:
         """The source's encoded bytes (reads the file for path clips)."""
         if self.path is not None:
-            return self.path.read_bytes()
+            return _recent_bytes(self.path) or self.path.read_bytes()
         if self.payload is not None:
             return self.payload
         raise InputError(f"{self.name}: a remote clip has no local bytes")
@@ -224,11 +271,23 @@ class AudioClip:
             )
         return self._derive(start=abs_lo, end=abs_hi)
 
+    def detached(self) -> AudioClip:
+        """The same clip without the encoded bytes it holds in memory (name, kind, window,
+        hash and decoded facts kept): what a big batch keeps of each item."""
+        if self.payload is None:
+            return self
+        self.sha256  # noqa: B018 - measured while the bytes are here
+        try:
+            self.info  # noqa: B018
+        except QAudioError:  # undecodable: nothing to keep
+            self.__dict__["info"] = None
+        return self._derive(payload=None)
+
     def _derive(self, **changes: Any) -> AudioClip:
         """A changed copy that keeps the facts already measured (no second probe or hash)."""
         new = replace(self, **changes)
-        for fact in ("info", "sha256"):
-            if fact in self.__dict__:
+        for fact in ("info", "sha256", "path"):
+            if fact in self.__dict__ and not (fact == "path" and "location" in changes):
                 new.__dict__[fact] = self.__dict__[fact]
         return new
 
@@ -251,10 +310,14 @@ class AudioClip:
     def _as_audio_clip_(self) -> AudioClip:
         return self
 
-    def describe(self) -> dict[str, Any]:
-        """JSON-able facts (no audio bytes): for history export and output metadata."""
+    def describe(self, *, paths: bool = False) -> dict[str, Any]:
+        """JSON-able facts (no audio bytes): for history export and output metadata.
+
+        A local file's path (which names the user's folders) is left out unless ``paths``;
+        a URL is kept, it is the only name remote audio has.
+        """
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "sha256": self.sha256}
-        if self.kind in ("path", "url", "oss"):
+        if self.kind in ("url", "oss") or (paths and self.kind == "path"):
             out["location"] = self.location
         if self.is_windowed:
             out["window"] = [self.start, self.end]
@@ -270,6 +333,46 @@ class AudioClip:
 _FACTS: OrderedDict[tuple[object, ...], dict[str, Any]] = OrderedDict()
 _FACTS_ITEMS = 512
 _facts_lock = threading.Lock()
+
+
+# The bytes of small files read lately (hashing reads them whole), so that probing and
+# sending a clip of a batch read the file once, not three times; bounded in bytes.
+_SMALL_FILE = 1 << 20
+_RECENT: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+_RECENT_BUDGET = 16_000_000
+_recent_size = 0
+_recent_lock = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple[object, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _remember_bytes(path: Path, data: bytes) -> None:
+    global _recent_size
+    key = _file_key(path)
+    if key is None or key[1] != len(data):  # changed while it was read: keep nothing
+        return
+    with _recent_lock:
+        if key in _RECENT:
+            return
+        _RECENT[key] = data
+        _recent_size += len(data)
+        while _recent_size > _RECENT_BUDGET and _RECENT:
+            _recent_size -= len(_RECENT.popitem(last=False)[1])
+
+
+def _recent_bytes(path: Path) -> bytes | None:
+    """The file's bytes if it was read lately and has not changed since."""
+    if not _RECENT:
+        return None
+    key = _file_key(path)
+    with _recent_lock:
+        return _RECENT.get(key) if key is not None else None
 
 
 def _file_fact(path: Path | None, fact: str, measure: Callable[[], Any]) -> Any:
@@ -338,7 +441,7 @@ def _from_path(path: Path, shown: str) -> AudioClip:
         raise SourceError(f"{shown}: no such file (looked for {path.absolute()})") from None
     except OSError as exc:
         raise SourceError(f"{shown}: cannot read ({exc.strerror})") from None
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{shown}: is a directory, not an audio file")
     if st.st_size > MAX_SOURCE_BYTES:
         raise AudioTooLargeError(
@@ -493,21 +596,25 @@ def _from_pair(pair: Any) -> AudioClip:
 
 
 def _one(source: object) -> AudioClip:
+    # Paths and strings first: a runtime-checkable Protocol's isinstance costs ~15 µs, and
+    # a batch of 100,000 paths asks this 100,000 times.
+    if isinstance(source, str):
+        return _from_string(source)
+    if isinstance(source, os.PathLike) and not isinstance(source, AudioClip):
+        return _from_path(Path(os.fspath(source)), os.fspath(source))
     if isinstance(source, AudioClip):
         return source
     if isinstance(source, AudioSourceLike):
         return source._as_audio_clip_()
     if is_sample_pair(source):
         return _from_pair(source)
-    if isinstance(source, os.PathLike):
-        return _from_path(Path(os.fspath(source)), os.fspath(source))
-    if isinstance(source, str):
-        return _from_string(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         payload = bytes(source)
         if not payload:
             raise AudioDecodeError("bytes: the source is empty (0 bytes)")
-        return AudioClip(name=f"bytes ({len(payload) // 1024} KB)", kind="bytes", payload=payload)
+        # interned: 100,000 clips of a batch share a handful of these names
+        name = sys.intern(f"bytes ({len(payload) // 1024} KB)")
+        return AudioClip(name=name, kind="bytes", payload=payload)
     if _is_ipython_audio(source):
         return _from_ipython_audio(source)
     if _is_widget_audio(source):

@@ -4,12 +4,15 @@
     ├── InputError                  the user's input cannot be used; nothing was sent
     │   ├── SourceError             a SOURCE cannot be found, read or fetched
     │   ├── AudioDecodeError        a source holds no decodable audio
-    │   └── AudioTooLargeError      a source is over a size limit
+    │   ├── AudioTooLargeError      a source is over a size limit
+    │   └── SchemaError             a typed question's schema cannot be used
     ├── ConfigError                 settings are missing or wrong
     │   └── MissingKeyError         no API key; raised before any request is sent
     ├── APIError                    the service answered with an error (status, code, request id)
     ├── TransportError              the service could not be reached, or the connection broke
     ├── CacheMissError              offline replay, and the response cache has no answer
+    ├── AnswerMismatchError         a typed answer is not JSON matching its schema, even
+    │                               after one repair request (the validation message)
     └── Interrupted                 the user pressed Ctrl-C; partial text is kept, history unchanged
 
 In a magic, any ``QAudioError`` prints as one line (no traceback); in Python code it
@@ -25,6 +28,7 @@ from ._secret import scrub
 
 __all__ = [
     "APIError",
+    "AnswerMismatchError",
     "AudioDecodeError",
     "AudioTooLargeError",
     "CacheMissError",
@@ -33,6 +37,7 @@ __all__ = [
     "Interrupted",
     "MissingKeyError",
     "QAudioError",
+    "SchemaError",
     "SourceError",
     "TransportError",
 ]
@@ -109,14 +114,14 @@ _ACCOUNT_CODES = frozenset(
 _FINAL_CODES = _ACCOUNT_CODES | {"DataInspectionFailed", "InvalidParameter"}
 
 _HINTS = {
-    "InvalidApiKey": "set DASHSCOPE_API_KEY or run `%qaudio key`",
+    "InvalidApiKey": "set DASHSCOPE_API_KEY or run %qaudio key",
     "AllocationQuota.FreeTierOnly": (
         "the Qwen-Audio free quota is spent (it has no paid tier); "
-        "try a Qwen-Omni model, e.g. `-m qwen3-omni-flash`"
+        "try a Qwen-Omni model, e.g. -m qwen3-omni-flash"
     ),
     "Throttling.AllocationQuota": "the token quota is spent; try a Qwen-Omni model",
     "Arrearage": "the Alibaba Cloud account is overdue",
-    "ModelNotFound": "see `%qaudio models` for known model names",
+    "ModelNotFound": "see %qaudio models for known model names",
 }
 
 
@@ -166,3 +171,18 @@ class CacheMissError(QAudioError):
 
 class Interrupted(QAudioError):
     """The user interrupted (Ctrl-C); the partial answer is kept, the conversation unchanged."""
+
+
+class SchemaError(InputError):
+    """A typed question's schema cannot be used (unknown field type, bad JSON Schema)."""
+
+
+class AnswerMismatchError(QAudioError):
+    """A typed answer is not JSON matching the schema, even after one repair request.
+
+    ``raw`` is the last answer as the model sent it.
+    """
+
+    def __init__(self, message: str, *, raw: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.raw = raw

@@ -41,6 +41,8 @@ from .settings import CACHE_MODES, Settings, check
 
 __all__ = ["QAudioMagic"]
 
+CAPTIONER = "qwen3-omni-30b-a3b-captioner"
+TRANSCRIBER = "qwen3-asr-flash"
 _EXPR = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\[[^\]]*\])*")
 
 
@@ -121,7 +123,8 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         "-m",
         "--model",
         help="model for this question (default: %%config QAudioMagic.model); the name picks "
-        "the route: qwen-audio-* (DashScope), *omni* (DashScope compatible mode), "
+        "the route: qwen-audio-* and qwen3-asr-* (DashScope), qwen3.5-omni-*, "
+        "qwen3.8-omni-*, qwen3-omni-* and the captioner (DashScope compatible mode), "
         "openai:NAME (an OpenAI-compatible server such as vLLM), local:PATH_OR_HUB_ID "
         "(transformers); see %%qaudio models",
     )
@@ -145,6 +148,32 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
     )
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
     @argument(
+        "--stream",
+        action="store_true",
+        help="a batch: stream each answer too (keeps the partial text of one that breaks off)",
+    )
+    @argument(
+        "--speak",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="VOICE",
+        help="a spoken answer too (models that speak: qwen3.5-omni-*, qwen3-omni-flash), "
+        "played under the answer, never automatically; VOICE: one of the model's voices "
+        "(default Tina on 3.5, Cherry on 3-Omni-Flash)",
+    )
+    @argument(
+        "--caption",
+        action="store_true",
+        help=f"describe the audio with {CAPTIONER} (no question is sent)",
+    )
+    @argument(
+        "--transcribe",
+        action="store_true",
+        help=f"speech to text with {TRANSCRIBER} (-p language=en, -p enable_itn=true; "
+        "--system: names and terms as recognition context)",
+    )
+    @argument(
         "--selection",
         action="store_true",
         help="ask about the region selected (dragged) on a waveform player: the most recent "
@@ -160,7 +189,8 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         "--dry-run",
         action="store_true",
         help="show what would be sent (clips, windows, seconds, audio tokens, bytes, "
-        "inline or upload) and send nothing",
+        "inline or upload) and send nothing; for a batch or --compare: requests, audio "
+        "seconds, tokens and estimated cost per model",
     )
     @argument("--batch", action="store_true", help="ask about each SOURCE separately (a batch)")
     @argument(
@@ -174,6 +204,19 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
     )
     @argument("-j", "--concurrency", type=int, metavar="N", help="batch requests in flight")
     @argument(
+        "--schema",
+        metavar="NAME",
+        help="a typed question: NAME is a notebook variable holding a pydantic model, a JSON "
+        "Schema dict or a dict of field types ({'gender': ['male', 'female'], 'age': int}); "
+        "the answer shows as a table, a batch gets one column per field",
+    )
+    @argument(
+        "--compare",
+        metavar="M1,M2,...",
+        help="ask each of these models (comma-separated) about each SOURCE: a grid side by "
+        "side, with latency, tokens and estimated cost per model (instead of -m)",
+    )
+    @argument(
         "--cache",
         choices=CACHE_MODES,
         help="response cache for this cell (default: %%config QAudioMagic.cache)",
@@ -186,14 +229,21 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
 
         Voice chat (the audio itself is the message, no question): the line magic
         ``%qaudio clip.wav`` (IPython refuses a %% cell with an empty body). A cell
-        without SOURCE continues the current conversation. Only the first 30 s of a clip
-        is heard: pick another part with --start/--end (``--start 1:20 --end 1:50``).
+        without SOURCE continues the current conversation. Qwen-Audio hears only the first
+        30 s of a clip (Qwen3.5-Omni up to 3 h): pick another part with --start/--end
+        (``--start 1:20 --end 1:50``).
 
         %%qaudio clips/*.wav
         Is there a dog barking?                  # a batch: one answer per clip, as a table
 
         %%qaudio interview.wav --windows 30
         Summarise this part.                     # a timeline: one answer per 30 s
+
+        %%qaudio clips/ --schema Speaker
+        Who is speaking?                         # typed: Speaker = {"gender": [...], "age": int}
+
+        %%qaudio clips/ --compare qwen-audio-turbo-latest,qwen3.5-omni-flash
+        Is there a dog barking?                  # a grid: one column per model
         """
         try:
             if cell is None:
@@ -230,18 +280,22 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 raise UsageError("--start/--end need a SOURCE to cut (see %%qaudio?)")
             sources = [c.window_of(args.start, args.end) for c in resolve_sources(sources)]
         params = _parse_params([kv for group in args.param for kv in group])
+        schema = self._schema(args.schema) if args.schema else None
+        model = _task_model(args.model, caption=args.caption, transcribe=args.transcribe)
+        if args.compare is not None:
+            return self._compare(args, sources, cell, schema, params)
         # Several plain SOURCEs are clips of one turn; a pattern, a directory or a list
         # variable among them (or --batch/--windows) makes the cell a batch of all of them.
         batch = args.batch or args.windows is not None or any(is_many(s) for s in sources)
         target = batch_target(sources) if batch else (tuple(sources) or None)
-        with self._base_url(args.base_url, args.model or self.session.settings.model):
+        with self._base_url(args.base_url, model or self.session.settings.model):
             return ask_audio(
                 target,
                 cell,
-                model=args.model,
+                model=model,
                 conversation=args.conversation,
                 system=args.system,
-                stream=False if args.no_stream else None,
+                stream=False if args.no_stream else (True if args.stream else None),
                 new=args.new,
                 session=self.session,
                 dry_run=args.dry_run,
@@ -250,6 +304,51 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
                 overlap=args.overlap,
                 concurrency=args.concurrency,
                 cache=args.cache,
+                speak=args.speak,
+                schema=schema,
+                **params,
+            )
+
+    def _schema(self, name: str) -> Any:
+        """``--schema NAME``: the schema held by a notebook variable (or expression)."""
+        value = self.source(name)
+        if isinstance(value, str) and value == name:
+            raise UsageError(
+                f"--schema {name}: no notebook variable {name!r} (assign a pydantic model, "
+                "a JSON Schema dict or a dict of field types to it first)"
+            )
+        return value
+
+    def _compare(
+        self, args: Any, sources: list[Any], cell: str, schema: Any, params: dict[str, Any]
+    ) -> Any:
+        """``--compare m1,m2,...``: the same question to each model, as a grid."""
+        from .grid import compare
+        from .sources import batch_target
+
+        if args.model:
+            raise UsageError("--compare names the models: leave out -m")
+        for flag, given in (
+            ("--new", args.new),
+            ("-c/--conversation", args.conversation),
+            ("--windows", args.windows is not None),
+            ("--selection", args.selection),
+        ):
+            if given:
+                raise UsageError(f"{flag} does not apply to --compare (each cell is one turn)")
+        if not sources:
+            raise UsageError("--compare needs a SOURCE (a clip, a list, a pattern or a folder)")
+        with self._base_url(args.base_url, "openai:" if args.base_url else ""):
+            return compare(
+                batch_target(sources),
+                cell,
+                models=args.compare.split(","),
+                schema=schema,
+                system=args.system,
+                concurrency=args.concurrency,
+                cache=args.cache,
+                dry_run=args.dry_run,
+                session=self.session,
                 **params,
             )
 
@@ -288,6 +387,24 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
             except Exception as exc:
                 raise UsageError(f"{token}: {type(exc).__name__}: {exc}") from None
         return token
+
+
+def _task_model(model: str | None, *, caption: bool, transcribe: bool) -> str | None:
+    """``--caption`` / ``--transcribe``: the model for the task (or ``-m``, if it does it)."""
+    if caption and transcribe:
+        raise UsageError("--caption and --transcribe are two different tasks: pick one")
+    if not (caption or transcribe):
+        return model
+    from .models import lookup
+
+    task, default = ("--caption", CAPTIONER) if caption else ("--transcribe", TRANSCRIBER)
+    if model is None:
+        return default
+    spec = lookup(model)
+    fits = spec.transcribes if transcribe else not spec.takes_text and not spec.transcribes
+    if not fits:
+        raise UsageError(f"{task} needs a model that does it ({default}), not {model!r}")
+    return model
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "Price",
     "RateLimit",
     "lookup",
+    "model_row",
     "served_name",
 ]
 
@@ -857,6 +858,92 @@ def lookup(name: str) -> ModelSpec:
         name=name,
         note="unknown model: Qwen-Audio limits assumed",
         fallback=True,
+    )
+
+
+_REGION_NAMES = {
+    BJ: "Beijing",
+    SG: "Singapore",
+    US: "Virginia",
+    HK: "Hong Kong",
+    FRA: "Frankfurt",
+    TYO: "Tokyo",
+}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _size(n: int) -> str:
+    return f"{n / GB:g} GB" if n >= GB else f"{n / MB:g} MB"
+
+
+def model_row(spec: ModelSpec) -> tuple[str, ...]:
+    """The ``%qaudio models`` cells of ``spec`` after its name: route, key and regions,
+    audio per clip, clips per message, context, max in / out, abilities, note. A figure
+    the docs do not confirm is marked † (UNVERIFIED)."""
+    lim, unverified = spec.limits, spec.unverified
+
+    def mark(text: str, *fields: str) -> str:
+        return text + "†" if any(f in unverified for f in fields) else text
+
+    if spec.route == "openai":
+        key = "$OPENAI_API_KEY (optional)"
+    elif spec.route == "local":
+        key = "none"
+    else:
+        key = "DashScope: " + (", ".join(_REGION_NAMES[r] for r in spec.regions) or "?")
+    if not spec.supported:
+        audio = "—"
+    else:
+        bits = [
+            mark(_duration(lim.max_audio_seconds), "max_audio_seconds")
+            if lim.max_audio_seconds
+            else "",
+            "PCM in memory"
+            if lim.wants_pcm
+            else mark(_size(lim.max_audio_bytes), "max_audio_bytes"),
+            "billed per s"
+            if spec.per_second_billing
+            else mark(f"{lim.audio_tokens_per_second:g} tok/s", "audio_tokens_per_second"),
+        ]
+        audio = ", ".join(b for b in bits if b)
+    if spec.clips_per_message is None:
+        clips = (
+            "any"
+            if not spec.inline_clips_per_request
+            else (f"any (≤{spec.inline_clips_per_request} inline)")
+        )
+    else:
+        clips = mark(f"{spec.clips_per_message} per message", "clips_per_message")
+    does = [
+        mark("streams only", "stream_only") if spec.stream_only else "",
+        {"default": "thinks", "optional": "thinks on request", "never": ""}[spec.thinking],
+        f"speaks ({len(spec.voices)}{'+' if not spec.voices_complete else ''} voices)"
+        if spec.speaks
+        else "",
+        "transcribes (language, emotion)" if spec.transcribes else "",
+        "no question" if not spec.takes_text and not spec.transcribes else "",
+    ]
+    sized = spec.supported and spec.route != "local"
+    return (
+        spec.route,
+        key,
+        audio,
+        clips if sized else "—",
+        mark(f"{lim.context_tokens:,}", "context_tokens") if sized else "—",
+        mark(f"{lim.max_input_tokens:,}", "max_input_tokens")
+        + " / "
+        + mark(f"{lim.max_output_tokens:,}", "max_output_tokens")
+        if sized
+        else "—",
+        ", ".join(d for d in does if d),
+        spec.note,
     )
 
 

@@ -28,18 +28,30 @@ What counts as a position (the rule, in order):
    ("1:2", "16:9", "a 1:20 ratio"), times of day ("10:30 am", ``下午3:30``), decades
    ("1990s") and spelled-out numbers ("six seconds", ``三秒``).
 6. Times at or beyond the clip's duration are dropped; a range's end beyond it is cut to
-   the duration; a range that ends before it starts is dropped. A segment mentioned twice
+   the duration; a range that ends before it starts is dropped. When the duration is not
+   known (a URL clip), times beyond a day are dropped: no clip the models take is that
+   long, and a 400-digit number would otherwise become ``inf``. A segment mentioned twice
    is kept once, in the order of first mention.
+7. At most :data:`MAX_SEGMENTS` segments are kept, the first mentioned, from the first
+   :data:`MAX_MENTIONS` times mentioned; duplicates are found with a set. An answer is
+   untrusted: 30,000 mentions must not take minutes.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ._format import seconds, span
 
-__all__ = ["Segment", "find_segments"]
+__all__ = ["MAX_SEGMENTS", "Segment", "find_segments"]
+
+MAX_SEGMENTS = 100  # segments kept from one answer
+MAX_MENTIONS = 5_000  # time mentions read from one answer (a long real answer has hundreds)
+DAY = 86_400.0  # seconds: the longest time believed when the clip's length is unknown
 
 
 @dataclass(frozen=True)
@@ -100,15 +112,12 @@ class _Token:
     scale: float = 1.0  # seconds per unit (ms: 0.001), for a bare range start
 
 
-def _tokens(text: str) -> list[_Token]:
-    out: list[_Token] = []
+def _tokens(text: str) -> Iterator[_Token]:
     for m in _TOKEN.finditer(text):
         before, after = text[max(0, m.start() - 12) : m.start()], text[m.end() : m.end() + 16]
-        if m.group("mins") is not None:
-            out.append(
-                _Token(
-                    m.start(), m.end(), int(m.group("mins")) * 60 + float(m.group("msecs")), False
-                )
+        if m.group("mins") is not None:  # float, not int: int() refuses 4,300+ digits
+            yield _Token(
+                m.start(), m.end(), float(m.group("mins")) * 60 + float(m.group("msecs")), False
             )
         elif m.group("m") is not None:
             hours, minutes, secs = int(m.group("h") or 0), int(m.group("m")), float(m.group("s"))
@@ -118,11 +127,11 @@ def _tokens(text: str) -> list[_Token]:
                 continue
             if _RATIO_AFTER.match(after) or _RATIO_BEFORE.search(before):
                 continue
-            out.append(_Token(m.start(), m.end(), hours * 3600 + minutes * 60 + secs, False))
+            yield _Token(m.start(), m.end(), hours * 3600 + minutes * 60 + secs, False)
         else:
             value = float(m.group("num"))
             if m.group("ms"):
-                out.append(_Token(m.start(), m.end(), value / 1000, False, 0.001))
+                yield _Token(m.start(), m.end(), value / 1000, False, 0.001)
             elif m.group("sec") or m.group("mark"):
                 decade = (
                     m.group("sec") == "s"
@@ -131,10 +140,9 @@ def _tokens(text: str) -> list[_Token]:
                     and len(m.group("num")) == 4
                 )
                 if not decade:  # "the 1990s" is not 1990 seconds
-                    out.append(_Token(m.start(), m.end(), value, False))
+                    yield _Token(m.start(), m.end(), value, False)
             else:
-                out.append(_Token(m.start(), m.end(), value, True))
-    return out
+                yield _Token(m.start(), m.end(), value, True)
 
 
 _TIME_OF_DAY_AFTER = re.compile(r"\s*(?:[ap]\.?m\b\.?|o'clock|点)", re.I)
@@ -241,28 +249,30 @@ def _context(text: str, start: int, end: int) -> tuple[str, str]:
 def find_segments(
     text: str, *, duration: float | None = None, offset: float = 0.0
 ) -> list[Segment]:
-    """The time mentions of ``text`` as segments of a clip ``duration`` seconds long.
+    """The time mentions of ``text`` as segments of a clip ``duration`` seconds long
+    (at most :data:`MAX_SEGMENTS`, the first mentioned).
 
     ``offset``: where that clip starts in its source (for ``abs_start``). ``duration``
-    None keeps every time (nothing to check against).
+    None keeps every time up to a day (nothing else to check against).
     """
     found: list[Segment] = []
-    tokens = _tokens(text)
-    i = 0
-    while i < len(tokens):
-        a = tokens[i]
-        b = tokens[i + 1] if i + 1 < len(tokens) else None
+    seen: set[tuple[float, float | None]] = set()
+    tokens = itertools.islice(_tokens(text), MAX_MENTIONS)
+    a = next(tokens, None)
+    while a is not None and len(found) < MAX_SEGMENTS:
+        b = next(tokens, None)
         if b is not None and _joined(text, a, b):
             start = a.value * b.scale if a.bare else a.value
             seg = _checked(text, a.start, b.end, start, b.value, duration, offset)
-            i += 2
+            a = next(tokens, None)
         elif not a.bare:
             seg = _checked(text, a.start, a.end, a.value, None, duration, offset)
-            i += 1
+            a = b
         else:
-            i += 1
+            a = b
             continue
-        if seg is not None and all(s.as_tuple() != seg.as_tuple() for s in found):
+        if seg is not None and seg.as_tuple() not in seen:
+            seen.add(seg.as_tuple())
             found.append(seg)
     return found
 
@@ -277,6 +287,10 @@ def _checked(
     offset: float,
 ) -> Segment | None:
     """Apply the length rules and the duration bound to one candidate."""
+    if not math.isfinite(start) or (end is not None and not math.isfinite(end)):
+        return None
+    if duration is None and max(start, end or 0.0) > DAY:
+        return None
     raw_before = text[max(0, lo - 4) : lo]
     before, after = _context(text, lo, hi)
     if end is None and _FIRST.search(before):

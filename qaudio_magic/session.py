@@ -42,6 +42,9 @@ class Session:
         self.emulator: Any = None  # a running in-process emulator, when `%qaudio emulator` is on
         self._before_emulator: tuple[Secret | None, Secret | None, str, str] | None = None
         self.usage = UsageMeter()  # what this session spent, per model (`%qaudio usage`)
+        self.tips_shown: set[str] = set()  # one-time hints already given (e.g. "new")
+        # This process's part of the account's rate limits (a Dask worker's session: 1/N)
+        self.rate_share = 1.0
 
     # ---------------------------------------------------------------- key
     def api_key(self) -> Secret | None:
@@ -91,15 +94,15 @@ class Session:
             url = s.openai_url()
         elif spec.route == "local":
             url = ""
-        else:
-            raise ConfigError(f"{model}: route {spec.route!r} is not available")
+        else:  # documented, but on a route this package does not speak (see the note)
+            raise ConfigError(f"{model}: {spec.note or f'route {spec.route!r} is not available'}")
         config = (spec.route, url, s.timeouts, tuple(sorted(s.headers.items())))
         with self._lock:
             backend = self._backends.get(config)
             if backend is None:
                 backend = self._make_backend(spec.route, url)
                 self._backends[config] = backend
-            if spec.route == "dashscope":
+            if spec.route in ("dashscope", "dashscope-compatible"):
                 # switched in place: the oss:// upload cache survives a change of mode
                 backend.upload = s.upload  # type: ignore[attr-defined]
             return backend
@@ -125,10 +128,10 @@ class Session:
                 service="DashScope compatible mode",
                 missing_key=lambda: MissingKeyError(
                     "no DashScope API key (Qwen-Omni uses the same key as Qwen-Audio)",
-                    hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` "
+                    hint="set DASHSCOPE_API_KEY, run %qaudio key, or %qaudio emulator "
                     "to try offline",
                 ),
-                key_hint="set DASHSCOPE_API_KEY or run `%qaudio key`",
+                key_hint="set DASHSCOPE_API_KEY or run %qaudio key",
                 timeouts=s.timeouts,
                 headers=s.headers,
             )
@@ -139,7 +142,7 @@ class Session:
             dialect="openai",
             service=f"OpenAI-compatible server {urlsplit(url).netloc}",
             key_required=False,
-            key_hint="set OPENAI_API_KEY or run `%qaudio key --openai`",
+            key_hint="set OPENAI_API_KEY or run %qaudio key --openai",
             timeouts=s.timeouts,
         )
 

@@ -16,19 +16,25 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .models import DEFAULT_MODEL
+from .regions import ALIASES, REGIONS, RegionError, api_base
 
 if TYPE_CHECKING:  # httpx loads with the first backend, not at `%load_ext`
     from .backends._http import Timeouts
 
-__all__ = ["CACHE_MODES", "MAX_CONCURRENCY", "REGIONS", "Settings", "check", "help_of"]
+__all__ = [
+    "CACHE_MODES",
+    "MAX_CONCURRENCY",
+    "REGION_CHOICES",
+    "Settings",
+    "check",
+    "help_of",
+    "parse_rate_limit",
+]
 
-REGIONS = {
-    "cn": "https://dashscope.aliyuncs.com/api/v1",
-    "intl": "https://dashscope-intl.aliyuncs.com/api/v1",
-}
+REGION_CHOICES = (*ALIASES, *REGIONS)  # cn / intl stay as aliases of Beijing / Singapore
 CACHE_MODES = ("auto", "on", "off", "refresh", "replay")
 UPLOAD_MODES = ("auto", "always", "never")
-MAX_CONCURRENCY = 16  # the backend's connection pool holds 16 connections
+MAX_CONCURRENCY = 64  # requests in flight in one batch; above 8, a connection per worker
 
 
 def _meta(
@@ -49,15 +55,30 @@ def _setting(default: Any, help: str, **limits: Any) -> Any:
 class Settings:
     """Everything configurable (mirrored by ``%config QAudioMagic.*``); never the key."""
 
-    model: str = _setting(DEFAULT_MODEL, "Model; the name selects the route (see `%qaudio models`)")
+    model: str = _setting(DEFAULT_MODEL, "Model; the name selects the route (see %qaudio models)")
     base_url: str = _setting(
         "",
         "DashScope API base URL; empty: $DASHSCOPE_HTTP_BASE_URL, then the region's endpoint",
     )
-    region: str = _setting("cn", "cn (Beijing) or intl (Singapore)", choices=tuple(REGIONS))
+    region: str = _setting(
+        "cn",
+        "Model Studio region, one of the choices below (cn and intl are Beijing and "
+        "Singapore); API keys are per region",
+        choices=REGION_CHOICES,
+    )
+    workspace: str = _setting(
+        "",
+        "Model Studio workspace id: talk to the workspace host {id}.{region}.maas.aliyuncs.com; "
+        "empty: $DASHSCOPE_WORKSPACE_ID, then the region's legacy host",
+    )
     stream: bool = _setting(True, "Stream answers as they are generated")
     system: str = _setting("", "System prompt for new conversations")
-    max_history_turns: int = _setting(20, "Most earlier turns sent with a question", low=0)
+    max_history_turns: int = _setting(
+        20,
+        "Most earlier question/answer turns sent with a question (turns with audio are "
+        "kept first, text-only ones dropped first)",
+        low=0,
+    )
     connect_timeout: float = _setting(10.0, "Seconds to wait for a connection", low=0.001)
     timeout: float = _setting(
         60.0, "Seconds to wait for the first byte and between streamed chunks", low=0.001
@@ -92,6 +113,12 @@ class Settings:
         choices=CACHE_MODES,
     )
     cache_dir: str = _setting("", "Response cache directory; empty: the user's cache dir")
+    rate_limit: str = _setting(
+        "auto",
+        "Pace requests under a rate limit: auto (the model's documented requests/tokens per "
+        "minute, e.g. 60/100000 for the omni family), off, or RPM/TPM of your own (600/100000, "
+        "or 600 for requests only)",
+    )
     openai_base_url: str = _setting(
         "",
         "Base URL of the server behind -m openai:MODEL (vLLM ...); empty: $OPENAI_BASE_URL",
@@ -114,7 +141,11 @@ class Settings:
         env = os.environ.get("DASHSCOPE_HTTP_BASE_URL", "").strip()
         if env:
             return env.rstrip("/")
-        return REGIONS[self.region]
+        workspace = self.workspace or os.environ.get("DASHSCOPE_WORKSPACE_ID", "").strip()
+        try:
+            return api_base(self.region, workspace)
+        except RegionError as exc:  # a malformed $DASHSCOPE_WORKSPACE_ID
+            raise ConfigError(f"$DASHSCOPE_WORKSPACE_ID: {exc}") from None
 
     def compatible_url(self) -> str:
         """DashScope's OpenAI-compatible base on the same host: ``…/compatible-mode/v1``."""
@@ -130,8 +161,8 @@ class Settings:
         if not url:
             raise ConfigError(
                 "openai:MODEL needs the server's base URL",
-                hint="pass --base-url http://HOST:8000/v1, or `%config QAudioMagic.openai_base_url"
-                " = '…'`, or set OPENAI_BASE_URL",
+                hint="pass --base-url http://HOST:8000/v1, or %config QAudioMagic.openai_base_url"
+                " = '…', or set OPENAI_BASE_URL",
             )
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"openai base URL {url!r} must start with http:// or https://")
@@ -174,8 +205,33 @@ def check(name: str, value: Any) -> Any:
         value = value.strip()
         if not value:
             raise ConfigError("model cannot be empty")
+    if name == "rate_limit":
+        value = value.strip().lower()
+        if value not in ("auto", "off") and parse_rate_limit(value) is None:
+            raise ConfigError(
+                f"rate_limit must be auto, off, RPM or RPM/TPM (e.g. 600/100000), got {value!r}"
+            )
+    if name == "workspace":
+        value = value.strip()
+        if value:
+            try:
+                api_base("cn", value)
+            except RegionError as exc:
+                raise ConfigError(str(exc)) from None
     if name == "headers":
         if any(k.lower() == "authorization" for k in value):
-            raise ConfigError("put the key in DASHSCOPE_API_KEY or `%qaudio key`, not in headers")
+            raise ConfigError("put the key in DASHSCOPE_API_KEY or %qaudio key, not in headers")
         value = {str(k): str(v) for k, v in value.items()}
     return value
+
+
+def parse_rate_limit(text: str) -> tuple[float, float | None] | None:
+    """``"600/100000"`` → (600, 100000); ``"600"`` → (600, None); None when malformed."""
+    rpm, _, tpm = text.partition("/")
+    try:
+        pair = (float(rpm), float(tpm) if tpm else None)
+    except ValueError:
+        return None
+    if pair[0] <= 0 or (pair[1] is not None and pair[1] <= 0):
+        return None
+    return pair

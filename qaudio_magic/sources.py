@@ -24,7 +24,7 @@ from __future__ import annotations
 import glob
 import os
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,10 @@ __all__ = [
     "check_url",
     "expand_sources",
     "fetch",
+    "is_dask_collection",
+    "is_lazy",
     "is_many",
+    "iter_items",
     "names_a_source",
     "resolve_sources",
 ]
@@ -173,6 +176,29 @@ def expand_sources(sources: object) -> tuple[list[object], list[Any] | None]:
         else:
             items.extend(_expand_one(source))
     return items, None
+
+
+def is_dask_collection(sources: object) -> bool:
+    """Whether ``sources`` is a Dask Series or Bag (told without importing Dask): the
+    answers are then a lazy Dask DataFrame, made on the cluster (:mod:`qaudio_magic._dask`)."""
+    module = type(sources).__module__
+    return module.split(".")[0] in ("dask", "dask_expr") and hasattr(sources, "__dask_graph__")
+
+
+def is_lazy(sources: object) -> bool:
+    """Whether a batch's sources come one at a time (a generator or other iterator): they
+    are then read only as workers are free for them, never all held at once."""
+    return isinstance(sources, Iterator) and not isinstance(sources, (str, bytes))
+
+
+def iter_items(sources: Iterator[object]) -> Iterator[object]:
+    """The items of a lazy batch, in order, each made only when it is asked for (glob
+    patterns and directories among them expand to their files)."""
+    for source in sources:
+        if isinstance(source, (tuple, list)):
+            yield tuple(source)
+        else:
+            yield from _expand_one(source)
 
 
 def batch_target(values: Sequence[object]) -> object:

@@ -69,7 +69,7 @@ def test_a_failed_batch_item_keeps_its_notes(
     ("kwargs", "message"),
     [
         ({"overlap": 5}, "overlap applies to windows: give windows=SECONDS too"),
-        ({"batch": True, "dry_run": True}, "--dry-run shows one question"),
+        ({"schema": {"age": "old"}}, "field 'age': 'old' is not a field type"),
     ],
 )
 def test_contradictory_requests_are_refused_before_sending(

@@ -239,7 +239,7 @@ def test_stream_broken_after_text_is_a_failure_with_partial_text_not_a_retry(
     session.configure(retries=3)
     paths = make_clips(tmp_path / "c", 6)
     emu.add_fault("cut_after=3;times=2")
-    answers = ask_audio(paths, "Q", concurrency=1, progress=False)
+    answers = ask_audio(paths, "Q", concurrency=1, progress=False, stream=True)
     assert len(emu.generation_requests()) == 6, "a stream that had shown text was retried"
     broken = answers.failed
     assert len(broken) == 2
@@ -248,6 +248,13 @@ def test_stream_broken_after_text_is_a_failure_with_partial_text_not_a_retry(
         "closed the connection" in str(f.error) or "ended the stream" in str(f.error)
         for f in broken
     )
+    # by default a batch asks for whole answers: one cut half-way showed nothing, so it
+    # is asked again, and every clip gets its answer
+    emu.clear()
+    emu.add_fault("cut_after=3;times=2")
+    whole = ask_audio(paths, "Q", concurrency=1, progress=False, cache="off")
+    assert len(whole.answered) == 6 and len(emu.generation_requests()) == 8
+    assert all("x-dashscope-sse" not in r.headers for r in emu.generation_requests())
 
 
 # ---------------------------------------------------------------------- which sources

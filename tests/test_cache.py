@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from qaudio_magic import Answer, ask_audio
 from qaudio_magic.cache import ResponseCache, default_dir, resolve_mode
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.errors import CacheMissError, InputError
-from qaudio_magic.session import Session, get_session
+from qaudio_magic.session import Session, Settings, get_session
 
 from ._synth import make_clips
 from .conftest import TEST_KEY
@@ -28,8 +31,8 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache_home
 
 
-def entries(session: Session) -> list[Path]:
-    return sorted(session.response_cache().entries())
+def entries(session: Session) -> list[str]:
+    return sorted(session.response_cache().keys())
 
 
 def test_default_directory_follows_xdg(_private_cache: Path, session: Session) -> None:
@@ -67,8 +70,9 @@ def test_rerun_sends_nothing_and_deleted_entries_are_resent(
     assert "30 answered (30 from cache)" in again._repr_mimebundle_()[0]["text/plain"]
 
     gone = random.Random(6).sample(entries(session), 7)
-    for path in gone:
-        path.unlink()
+    store = session.response_cache()
+    for key in gone:
+        assert store.delete(key)
     emu.clear()
     third = ask_audio(clips, "Is there a tone?", progress=False)
     assert len(emu.generation_requests()) == 7
@@ -142,15 +146,71 @@ def test_cache_files_hold_no_key_no_audio_no_paths(
     session: Session, emu: Emulator, audio: Path
 ) -> None:
     ask_audio([audio / "speech_en.wav", audio / "tone_440hz_3s.wav"], "Q", progress=False)
-    files = entries(session)
-    assert len(files) == 2
+    store = session.response_cache()
+    assert len(entries(session)) == 2
+    files = [p for p in store.directory.rglob("*") if p.is_file()]  # the database, its WAL
+    assert files and all(p.stat().st_mode & 0o077 == 0 for p in files)  # private
     for path in files:
-        raw = path.read_text()
-        assert TEST_KEY not in raw and "Bearer" not in raw and "base64" not in raw
-        assert str(audio) not in raw
+        raw = path.read_bytes()
+        assert TEST_KEY.encode() not in raw and b"Bearer" not in raw and b"base64" not in raw
+        assert str(audio).encode() not in raw
+    with sqlite3.connect(store.path) as db:
+        rows = db.execute("SELECT entry FROM answers").fetchall()
+    for (raw,) in rows:
         entry = json.loads(raw)
         assert entry["request"]["messages"][0]["content"][0]["audio"]  # a sha256
         assert entry["answer"]["text"].startswith("Emulated answer")
+
+
+def test_entries_of_the_file_per_answer_layout_are_still_read(
+    session: Session, emu: Emulator, audio: Path, tmp_path: Path
+) -> None:
+    wav = audio / "speech_en.wav"
+    first = ask_audio([wav], "Q", progress=False)
+    (key,) = entries(session)
+    with sqlite3.connect(session.response_cache().path) as db:
+        (raw,) = db.execute("SELECT entry FROM answers").fetchone()
+    # a cache directory as version 0.1 left it: one JSON file per answer
+    session.configure(cache_dir=str(tmp_path / "old-cache"))
+    store = session.response_cache()
+    legacy = store.directory / key[:2] / f"{key}.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(raw)
+    emu.clear()
+    again = ask_audio([wav], "Q", progress=False)
+    assert emu.requests == [] and again.cached == 1 and again[0].text == first[0].text
+    assert store.stats()[0] == 1 and list(store.keys()) == [key]
+    assert store.delete(key) and not legacy.exists()
+
+
+def test_a_killed_batch_keeps_every_answer_it_had(emu: Emulator, tmp_path: Path) -> None:
+    """Each answer is committed as it arrives: a process killed (SIGKILL) mid-batch leaves
+    them all, and the next run asks only the rest."""
+    clips = make_clips(tmp_path / "clips", 40)
+    cache = tmp_path / "killed-cache"
+    code = (
+        "import sys, os\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from qaudio_magic import ask_audio\n"
+        "from qaudio_magic.session import Session, Settings, set_session\n"
+        f"s = Session(Settings(base_url={emu.base_url!r}, cache_dir={str(cache)!r}))\n"
+        f"s.set_key({TEST_KEY!r}); set_session(s)\n"
+        "def progress(done, total, result):\n"
+        "    if done == 25: os.kill(os.getpid(), 9)\n"
+        f"ask_audio({[str(c) for c in clips]!r}, 'Q', concurrency=2, progress=progress)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    assert killed.returncode == -9
+    asked_before = len(emu.generation_requests())
+    assert 25 <= asked_before <= 27  # 25 answers seen, at most 2 more in flight
+    session = Session(Settings(base_url=emu.base_url, cache_dir=str(cache)))
+    session.set_key(TEST_KEY)
+    stored = session.response_cache().stats()[0]
+    assert stored >= 25
+    emu.clear()
+    answers = ask_audio(clips, "Q", session=session, progress=False)
+    assert len(answers.answered) == 40 and answers.cached == stored
+    assert len(emu.generation_requests()) == 40 - stored
 
 
 def test_offline_replay_answers_from_cache_and_names_what_is_missing(
@@ -191,8 +251,9 @@ def test_refresh_asks_again_and_overwrites(session: Session, emu: Emulator, tmp_
 
 def test_unreadable_entry_counts_as_missing(session: Session, emu: Emulator, audio: Path) -> None:
     ask_audio([audio / "speech_en.wav"], "Q", progress=False)
-    (path,) = entries(session)
-    path.write_text("{ half written")
+    store = session.response_cache()
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE answers SET entry = '{ half written'")
     emu.clear()
     answers = ask_audio([audio / "speech_en.wav"], "Q", progress=False)
     assert len(emu.generation_requests()) == 1 and isinstance(answers[0], Answer)
@@ -245,5 +306,5 @@ def test_cache_store_roundtrip(tmp_path: Path) -> None:
     )
     hit = store.get("ab" * 32)
     assert hit is not None and hit.text == "hello" and hit.usage == usage
-    assert store.stats()[0] == 1 and not list(store.directory.rglob(".tmp-*"))
+    assert store.stats()[0] == 1 and list(store.keys()) == ["ab" * 32]
     assert store.delete("ab" * 32) and store.get("ab" * 32) is None

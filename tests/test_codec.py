@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,89 @@ def test_seeking_windows_in_indexed_containers(container: str, codec: str) -> No
     assert click == pytest.approx(0.25, abs=0.025 if codec == "aac" else 0.003)
     if codec == "flac":  # lossless: the very samples of a decode from the start
         assert np.array_equal(window, whole[192_000:208_000])
+
+
+def _riff(fmt_chunk: bytes, data: bytes, declared: int | None = None, extra: bytes = b"") -> bytes:
+
+    size = len(data) if declared is None else declared
+    body = (
+        b"WAVEfmt "
+        + struct.pack("<I", len(fmt_chunk))
+        + fmt_chunk
+        + extra
+        + b"data"
+        + struct.pack("<I", size)
+        + data
+    )
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _fmt(
+    tag: int, channels: int, rate: int, bits: int, sub: tuple[int, int] | None = None
+) -> bytes:
+
+    block = channels * bits // 8
+    head = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    if sub is None:
+        return head
+    guid = struct.pack("<H", sub[1]) + bytes.fromhex("000000001000800000aa00389b71")
+    return head + struct.pack("<HHI", 22, sub[0], 0) + guid
+
+
+@pytest.mark.parametrize(
+    ("wav", "expected"),
+    [
+        (_riff(_fmt(1, 1, 16_000, 16), b"\0\1" * 16_000), (1.0, 16_000, 1, "pcm_s16le", ())),
+        (_riff(_fmt(1, 1, 8_000, 8), b"\x80" * 8_000), (1.0, 8_000, 1, "pcm_u8", ())),
+        (_riff(_fmt(1, 2, 48_000, 24), bytes(6 * 4_800)), (0.1, 48_000, 2, "pcm_s24le", ())),
+        (_riff(_fmt(1, 1, 16_000, 32), bytes(64_000)), (1.0, 16_000, 1, "pcm_s32le", ())),
+        (_riff(_fmt(3, 1, 16_000, 32), bytes(64_000)), (1.0, 16_000, 1, "pcm_f32le", ())),
+        (_riff(_fmt(3, 1, 16_000, 64), bytes(128_000)), (1.0, 16_000, 1, "pcm_f64le", ())),
+        (
+            _riff(_fmt(0xFFFE, 2, 44_100, 16, (16, 1)), bytes(4 * 44_100)),
+            (1.0, 44_100, 2, "pcm_s16le", ()),
+        ),
+        (
+            _riff(_fmt(0xFFFE, 1, 16_000, 32, (32, 3)), bytes(64_000)),
+            (1.0, 16_000, 1, "pcm_f32le", ()),
+        ),
+        (  # a LIST chunk before the data
+            _riff(_fmt(1, 1, 16_000, 16), bytes(32_000), extra=b"LIST\4\0\0\0INFO"),
+            (1.0, 16_000, 1, "pcm_s16le", ()),
+        ),
+        (  # streaming writers: sizes left open
+            _riff(_fmt(1, 1, 16_000, 16), bytes(32_000), declared=0xFFFFFFFF),
+            (1.0, 16_000, 1, "pcm_s16le", ()),
+        ),
+        (
+            _riff(_fmt(1, 1, 16_000, 16), bytes(16_000), declared=64_000),
+            (
+                0.5,
+                16_000,
+                1,
+                "pcm_s16le",
+                (
+                    "the file looks truncated: its header promises 2.0 s, only 0.5 s could be decoded",
+                ),
+            ),
+        ),
+        (  # 24 valid bits in 32: not plain, FFmpeg decides (and says what it says)
+            _riff(_fmt(0xFFFE, 1, 16_000, 32, (24, 1)), bytes(64_000)),
+            (1.3333125, 16_000, 1, "pcm_f24le", ()),
+        ),
+    ],
+)
+def test_plain_wav_facts_match_ffmpeg(wav: bytes, expected: tuple) -> None:
+    """A PCM WAV is measured from its header (no FFmpeg): the same facts FFmpeg gives."""
+    info = _codec.probe(wav, name="t.wav")
+    assert (info.duration, info.sample_rate, info.channels, info.codec, info.notes) == expected
+    assert info.container == "wav"
+    if info.codec != "pcm_f24le":  # and it decodes to that many seconds
+        assert abs(len(_codec.decode(wav)) / 16_000 - info.duration) < 1e-3
+
+
+def test_a_wav_too_short_or_empty_still_fails_with_the_reason() -> None:
+    with pytest.raises(AudioDecodeError, match=r"t.wav: only 0.05 s of audio"):
+        _codec.probe(_riff(_fmt(1, 1, 16_000, 16), bytes(1_600)), name="t.wav")
+    with pytest.raises(AudioDecodeError, match=r"t.wav: no audio could be decoded"):
+        _codec.probe(_riff(_fmt(1, 1, 16_000, 16), b""), name="t.wav")

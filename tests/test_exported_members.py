@@ -15,6 +15,7 @@ PACKAGE = Path(qaudio_magic.__file__).parent
 
 PUBLIC = [
     "APIError",
+    "AnswerMismatchError",
     "Answer",
     "Answers",
     "AudioClip",
@@ -24,17 +25,20 @@ PUBLIC = [
     "ConfigError",
     "Conversation",
     "Failure",
+    "Grid",
     "InputError",
     "Interrupted",
     "MissingKeyError",
     "Player",
     "QAudioError",
     "Recorder",
+    "SchemaError",
     "Segment",
     "SourceError",
     "TransportError",
     "__version__",
     "ask_audio",
+    "compare",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

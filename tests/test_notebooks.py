@@ -89,6 +89,31 @@ def test_notebook_runs_against_emulator(path: Path, emu: Emulator, tmp_path: Pat
     saved = nbformat.writes(nb)  # the .ipynb as it would be saved: no key, anywhere
     assert TEST_KEY not in saved and OPENAI_KEY not in saved
     nbformat.write(nb, tmp_path / path.name)
+    if path.stem == "label_a_corpus":
+        _label_a_corpus_shows_its_steps(nb)
+
+
+def _label_a_corpus_shows_its_steps(nb: nbformat.NotebookNode) -> None:
+    """Typed columns, a typed single answer, labels scored, a dry run, a three-model grid,
+    the score per model as a chart or a table, and WER — each step's output is there."""
+    out = texts(nb, ("text/plain",))
+    for needle in (
+        "kind         category",  # frame[list(Clip)].dtypes
+        "speakers        Int64",
+        "dog_barks     boolean",
+        "raw: {",  # the single typed answer: fields, then the raw text
+        "Score(accuracy qwen-audio-turbo-latest=",
+        "Dry run: nothing sent. 6 items × 3 models = 18 requests",
+        "Grid — 6 clips × 3 models",
+        "Grid — 4 clips × 2 models",  # the --compare magic
+        "kind_accuracy",
+        "reference_units",
+    ):
+        assert needle in out, needle
+    chart = any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert chart or "matplotlib is not installed: the scores per model as a table" in out
+    html = texts(nb, ("text/html",))
+    assert '<table class="qaudio-data">' in html and "<summary>raw answer</summary>" in html
 
 
 def test_quickstart_without_key_says_so_and_uses_the_emulator() -> None:

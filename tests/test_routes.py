@@ -201,7 +201,7 @@ def test_base_url_option_is_per_question(ip, emu: Emulator, audio: Path, monkeyp
         ip.run_cell_magic("qaudio", f"-m {model}", "Follow-up without --base-url")
     assert str(err.value) == (
         "openai:MODEL needs the server's base URL — pass --base-url http://HOST:8000/v1, or "
-        "`%config QAudioMagic.openai_base_url = '…'`, or set OPENAI_BASE_URL"
+        "%config QAudioMagic.openai_base_url = '…', or set OPENAI_BASE_URL"
     )
     assert len(emu.requests) == before
     with pytest.raises(UsageError, match="--base-url is for -m openai:NAME models"):
@@ -245,12 +245,12 @@ def test_models_lists_routes_and_limits(ip) -> None:
     table = cap.outputs[0].data["text/plain"]
     rows = {
         line.split()[0] if not line.startswith("*") else line.split()[1]: line
-        for line in table.splitlines()[2:]
+        for line in table.splitlines()[3:]
     }
     assert "dashscope-compatible" in rows["qwen3-omni-flash"]
     assert (
         "49,152" in rows["qwen3-omni-flash"]  # CURRENT-MODELS §11.10 (non-thinking)
-        and "1200 s, 100 MB, 12.5 tok/s" in rows["qwen3-omni-flash"]  # §11.3.2: 20 min
+        and "20 min, 100 MB, 12.5 tok/s" in rows["qwen3-omni-flash"]  # §11.3.2
     )
     assert (
         "8,192" in rows["qwen-audio-turbo-latest"]
@@ -292,4 +292,11 @@ def test_backends_notebook_runs_against_emulator(tmp_path: Path) -> None:
     assert "Emulated answer from qwen3-omni-flash" in shown
     assert "Emulated answer from Qwen/Qwen2-Audio-7B-Instruct" in shown
     assert "1 earlier turn and 2 audio clips in all" in shown
+    assert "Emulated answer from qwen3.5-omni-plus" in shown
+    assert "25200" not in shown or "temporary upload" in shown
+    assert "reasoning: Emulated reasoning from qwen3.8-omni-flash" in shown
+    assert "answer:    Emulated answer from qwen3.8-omni-flash" in shown
+    assert "Emulated caption from qwen3-omni-30b-a3b-captioner" in shown
+    assert "Emulated transcript from qwen3-asr-flash" in shown and "    en neutral\n" in shown
+    assert "spoken answer (Tina)" in shown
     assert "Traceback" not in shown

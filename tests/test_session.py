@@ -29,8 +29,10 @@ def test_every_setting_is_a_trait_with_the_same_default_and_help() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("concurrency", 0, "concurrency must be between 1 and 16, got 0"),
-        ("concurrency", MAX_CONCURRENCY + 1, "concurrency must be between 1 and 16, got 17"),
+        ("concurrency", 0, "concurrency must be between 1 and 64, got 0"),
+        ("concurrency", MAX_CONCURRENCY + 1, "concurrency must be between 1 and 64, got 65"),
+        ("rate_limit", "fast", "rate_limit must be auto, off, RPM or RPM/TPM"),
+        ("rate_limit", "60/-1", "rate_limit must be auto, off, RPM or RPM/TPM"),
         ("cache", "sometimes", "cache must be one of auto, on, off, refresh, replay"),
         ("region", "mars", "region must be one of cn, intl"),
         ("model", "   ", "model cannot be empty"),
@@ -60,8 +62,8 @@ def test_config_validates_through_the_same_check(ip, caplog) -> None:
     ip.run_line_magic("config", "QAudioMagic.concurrency = 3")
     magic = next(c for c in ip.configurables if isinstance(c, QAudioMagic))
     assert magic.session.settings.concurrency == 3
-    ip.run_line_magic("config", "QAudioMagic.concurrency = 30")  # IPython logs the refusal
-    assert "concurrency must be between 1 and 16, got 30" in caplog.text
+    ip.run_line_magic("config", "QAudioMagic.concurrency = 100")  # IPython logs the refusal
+    assert "concurrency must be between 1 and 64, got 100" in caplog.text
     assert magic.concurrency == 3 and magic.session.settings.concurrency == 3
     ip.run_line_magic("config", "QAudioMagic.cache = 'Replay'")
     assert magic.session.settings.cache == "replay"

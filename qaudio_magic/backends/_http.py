@@ -9,6 +9,12 @@ ours ever holds it (a ``%xmode Verbose`` traceback prints the locals of every fr
 httpx masks it in the request's repr. Sockets wait in slices (:func:`interruptible_transport`)
 so Ctrl-C stops a request at once; :func:`abort_connections` shuts down a client's sockets
 from another thread, which is how an interrupted batch stops its workers.
+
+What a server sends is not trusted: every request is streamed, its body read with the
+caps of ``_body.py`` and under the question's absolute deadline (``_net.deadline``), and
+everything taken from it (headers, error texts) is scrubbed of keys before it is kept or
+cut. :class:`HTTPBackend` is where the backends get this: :meth:`HTTPBackend.send`,
+:meth:`HTTPBackend.error_of` and :func:`question_deadline`.
 """
 
 from __future__ import annotations
@@ -16,35 +22,45 @@ from __future__ import annotations
 import email.utils
 import functools
 import json
+import math
 import os
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from .._net import interruptible_transport
-from .._secret import Secret
+from .._net import current_deadline, deadline, interruptible_transport
+from .._secret import Secret, StreamScrubber, scrub
 from .._version import __version__
 from ..errors import APIError, TransportError
+from ._body import ACCEPT_ENCODING, read_error_body
 from ._sse import looks_like_sse, parse_events
+from .base import Annotation, Completion, Event, ReasoningDelta, TextDelta
 
 __all__ = [
     "BearerAuth",
     "Timeouts",
     "abort_connections",
+    "clean_id",
     "error_from_response",
     "make_client",
+    "question_deadline",
+    "request_id_of",
     "retry_after",
+    "scrubbed",
     "too_late",
     "transport_error",
 ]
 
 USER_AGENT = f"qaudio_magic/{__version__} httpx/{httpx.__version__}"
+AFTER_ANSWER = 1.0  # seconds: how long what follows a complete answer is read for
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,15 @@ def abort_connections(client: httpx.Client) -> None:
 
 class HTTPBackend:
     """What the HTTP backends share: a base URL, timeouts, extra headers and one
-    keep-alive client, closed by ``close`` and broken off (Ctrl-C) by ``abort``."""
+    keep-alive client, closed by ``close`` and broken off (Ctrl-C) by ``abort``.
+
+    A batch worker thread may send through a client of its own instead
+    (:meth:`own_connection`): one keep-alive connection that no other thread touches.
+    httpcore's pool matches requests to connections by scanning all of them under one
+    lock at every request and response, so 64 threads sharing a 64-connection pool spend
+    ~0.4 ms of CPU a request there (and on the GIL hand-offs its lock causes); with a
+    connection each, a request costs what it costs at concurrency 1 (bench_scale).
+    """
 
     def __init__(
         self,
@@ -127,15 +151,131 @@ class HTTPBackend:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
-        self._client = make_client(self.timeouts)
+        self._shared = make_client(self.timeouts)
+        self._own = threading.local()  # .client: this worker thread's own client
+        self._workers: set[httpx.Client] = set()
+        self._workers_lock = threading.Lock()
         self.host = urlsplit(self.base_url).netloc or self.base_url
 
+    @property
+    def _client(self) -> httpx.Client:
+        """The client this thread sends through: its own (:meth:`own_connection`), or the
+        shared one."""
+        own: httpx.Client | None = getattr(self._own, "client", None)
+        return own if own is not None else self._shared
+
+    @contextmanager
+    def own_connection(self) -> Iterator[None]:
+        """Inside the block, this thread's requests go through a client of its own (one
+        keep-alive connection), closed at the end; for a batch's worker threads."""
+        client = make_client(self.timeouts, max_connections=1)
+        with self._workers_lock:
+            self._workers.add(client)
+        self._own.client = client
+        try:
+            yield
+        finally:
+            self._own.client = None
+            with self._workers_lock:
+                self._workers.discard(client)
+            client.close()
+
+    def _clients(self) -> list[httpx.Client]:
+        with self._workers_lock:
+            return [self._shared, *self._workers]
+
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients():
+            client.close()
 
     def abort(self) -> None:
         """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
-        abort_connections(self._client)
+        for client in self._clients():
+            abort_connections(client)
+
+    @property
+    def total_timeout(self) -> float:
+        """Seconds one whole question may take (uploads and retries included)."""
+        return self.timeouts.total
+
+    @contextmanager
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        at: float,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> Iterator[httpx.Response]:
+        """A streamed request whose connecting, sending and headers end by ``at``; the
+        response is closed on leaving (its connection dropped unless fully read)."""
+        request = self._client.build_request(
+            method,
+            url,
+            content=content,
+            headers=headers,
+            timeout=self.timeouts.httpx(at - time.monotonic()),
+        )
+        with deadline(at):
+            response = self._client.send(
+                request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True
+            )
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def error_of(self, response: httpx.Response, *, at: float, service: str) -> APIError:
+        """The APIError of a non-2xx ``response``, reading at most a few KB of it by ``at``."""
+        try:
+            with deadline(at):
+                body = read_error_body(response, self.host)
+        except httpx.HTTPError:  # the error body trickled or broke: the status still tells
+            body = b""
+        return error_from_response(response.status_code, response.headers, body, service=service)
+
+
+def scrubbed(events: Iterator[Event]) -> Iterator[Event]:
+    """``events`` with keys scrubbed from the answer's text and reasoning, even when split
+    across deltas (a piece that could begin a key waits for the next), and from request
+    ids and annotations."""
+    text, thought = StreamScrubber(), StreamScrubber()
+    try:
+        for event in events:
+            if isinstance(event, TextDelta):
+                clean = text.feed(event.text)
+                if clean:
+                    yield event if clean is event.text else TextDelta(clean)
+            elif isinstance(event, ReasoningDelta):
+                clean = thought.feed(event.text)
+                if clean:
+                    yield event if clean is event.text else ReasoningDelta(clean)
+            elif isinstance(event, Annotation):
+                yield Annotation(clean_id(event.language), clean_id(event.emotion))
+            elif isinstance(event, Completion):
+                rest = thought.flush()
+                if rest:
+                    yield ReasoningDelta(rest)
+                rest = text.flush()
+                if rest:
+                    yield TextDelta(rest)
+                yield replace(event, request_id=clean_id(event.request_id))
+            else:
+                yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+def question_deadline(total: float) -> float:
+    """The absolute deadline of a question that may take ``total`` seconds from now, or the
+    earlier one already set around it (by the retry loop: retries share one deadline)."""
+    at = time.monotonic() + total
+    outer = current_deadline()
+    return at if outer is None or at < outer else outer
 
 
 def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Client:
@@ -155,7 +295,8 @@ def make_client(timeouts: Timeouts, *, max_connections: int = 16) -> httpx.Clien
     return httpx.Client(
         timeout=timeouts.httpx(),
         transport=transport,
-        headers={"user-agent": USER_AGENT},
+        # only what _body.py inflates in bounded pieces: never br or zstd
+        headers={"user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING},
         follow_redirects=False,
         trust_env=False,
     )
@@ -224,30 +365,50 @@ def _transport_error(exc: httpx.HTTPError, host: str) -> TransportError:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = scrub(str(exc).strip()) or type(exc).__name__  # scrub, then cut
     return text.splitlines()[0][:200]
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    value = headers.get("retry-after")
-    if not value:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None for
+    anything else (``soon``, ``nan``, a negative or absurd number), so the retry falls
+    back to its usual back-off instead of failing."""
+    value = (headers.get("retry-after") or "").strip()
+    if not value or len(value) > 64:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    parsed = email.utils.parsedate_to_datetime(value)
-    if parsed is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+            seconds = parsed.timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
+            return None
+        seconds = max(seconds, 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
         return None
-    return max(parsed.timestamp() - time.time(), 0.0)
+    return seconds
+
+
+def request_id_of(headers: httpx.Headers) -> str | None:
+    """The request id a server put in its headers, scrubbed and kept to one short line."""
+    value = headers.get("x-request-id") or headers.get("x-dashscope-request-id")
+    return clean_id(value)
+
+
+def clean_id(value: object) -> str | None:
+    """A request id from a server: scrubbed of keys, one line, at most 100 characters."""
+    if value is None or value == "":
+        return None
+    text = " ".join(scrub(str(value)).split())
+    return text[:100] or None
 
 
 def error_from_response(
     status: int, headers: httpx.Headers, body: bytes, *, service: str
 ) -> APIError:
     """An APIError from a non-2xx response, reading JSON or SSE-framed bodies alike."""
-    text = body.decode("utf-8", "replace")
+    text = scrub(body.decode("utf-8", "replace"))
     payload: dict[str, Any] = {}
     frame_status = None
     if looks_like_sse(text):
@@ -261,7 +422,7 @@ def error_from_response(
         frame_status or status,
         payload,
         fallback=text,
-        request_id=headers.get("x-request-id") or headers.get("x-dashscope-request-id"),
+        request_id=request_id_of(headers),
         retry_after=retry_after(headers),
         service=service,
     )
@@ -282,16 +443,24 @@ def error_from_payload(
     code = source.get("code")
     if not isinstance(code, str) or not code:  # vLLM puts the HTTP status in "code"
         code = source.get("type")
-    message = source.get("message") or source.get("msg") or fallback.strip()[:300] or "(no message)"
+    message = source.get("message") or source.get("msg") or fallback.strip() or "(no message)"
     rid = payload.get("request_id") or payload.get("id") if err else payload.get("request_id")
     return APIError(
         status,
-        str(code) if code else None,
-        str(message),
-        rid or request_id,
+        _cut(str(code), 80) if code else None,
+        _cut(str(message), MAX_MESSAGE),  # scrubbed, then cut
+        clean_id(rid) or request_id,
         retry_after=retry_after,
         service=service,
     )
+
+
+MAX_MESSAGE = 300  # characters of a service's error message shown
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(scrub(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _json_object(text: str) -> dict[str, Any]:

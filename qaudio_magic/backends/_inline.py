@@ -22,6 +22,10 @@ from typing import Any
 __all__ = ["base64_text", "dumps"]
 
 _BUDGET = 16_000_000  # characters of base64 kept, as text and as bytes (a 30 s WAV: 1.3 M)
+# Shorter texts are not kept: encoding them again costs tens of microseconds, and a batch of
+# short clips, each sent once, would otherwise fill the budget (~40 MB) with clips never
+# sent again.
+_SMALLEST_KEPT = 128_000
 _SAFE_PREFIX = re.compile(r"[A-Za-z0-9;:,/+=.-]*")  # JSON writes these characters as they are
 _TOKEN = "qaudio-inline-" + secrets.token_hex(16)  # stands in for a cached string while dumping
 
@@ -43,7 +47,7 @@ def base64_text(data: bytes, prefix: str = "") -> str:
     if not _SAFE_PREFIX.fullmatch(prefix):
         raise ValueError(f"prefix {prefix!r} would need JSON escaping")
     text = prefix + base64.b64encode(data).decode("ascii")
-    if len(text) > _BUDGET // 2:  # too large to keep: encode it each time
+    if not _SMALLEST_KEPT <= len(text) <= _BUDGET // 2:  # not worth keeping, or too large
         return text
     fragment = text.encode("ascii")  # what JSON holds between the quotes
     with _lock:

@@ -21,10 +21,17 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
+from .._secret import scrub
+from ._body import MAX_EVENT, decoded_chunks, too_large
+
 if TYPE_CHECKING:
     import httpx
 
+_PIECE_COST = 64  # bytes: what holding one more str/bytes piece costs beyond its characters
+
 __all__ = [
+    "MAX_EVENT",
+    "EventTooLarge",
     "SSEEvent",
     "iter_events",
     "iter_sse",
@@ -47,37 +54,83 @@ _FRAME = re.compile(
 )
 
 
-def response_events(response: httpx.Response) -> Iterator[SSEEvent]:
-    """The events of a streamed ``response`` (raw bytes unless it is content-encoded)."""
-    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-    return iter_sse(response.iter_bytes() if encoded else response.iter_raw())
+def response_events(response: httpx.Response, host: str) -> Iterator[SSEEvent]:
+    """The events of a streamed ``response``, each line and event within :data:`MAX_EVENT`
+    bytes (else a one-line error naming ``host``), the data of each scrubbed of keys."""
+    try:
+        for event in iter_sse(decoded_chunks(response, host)):
+            data = scrub(event.data)
+            yield event if data is event.data else event._replace(data=data)
+    except EventTooLarge as exc:
+        raise too_large(host, "an SSE event", exc.limit) from None
 
 
-def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
+class EventTooLarge(ValueError):
+    """An SSE line or event grew past the parser's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an SSE event over {limit} bytes")
+        self.limit = limit
+
+
+def iter_sse(chunks: Iterable[bytes], limit: int = MAX_EVENT) -> Iterator[SSEEvent]:
     """The events of an SSE byte stream, however it is cut into chunks.
 
     Bytes are decoded only up to their last line end (``\\n`` never occurs inside a
     UTF-8 sequence); a chunk ending in ``\\r`` keeps it back, as the ``\\n`` of that
-    CRLF may open the next chunk.
+    CRLF may open the next chunk. Work is linear in the bytes received however they are
+    cut: an unfinished line waits as a list of byte pieces and an unfinished event as a
+    list of text pieces, joined once when complete. Past ``limit`` bytes (each piece
+    counted :data:`_PIECE_COST` more, for what holding it costs) :class:`EventTooLarge`
+    is raised.
     """
-    raw = b""  # bytes after the last complete line
-    text = ""  # complete lines not yet parsed (normalised to \n)
+    pending: list[bytes] = []  # pieces of the unfinished last line
+    pending_held = 0  # their bytes, plus the cost of each piece
+    block: list[str] = []  # complete lines (each ending in \n) of an unfinished event
+    block_held = 0
+    carry_cr = False
     ident: str | None = None
     for chunk in chunks:
-        if raw:
-            chunk, raw = raw + chunk, b""
+        if carry_cr:
+            chunk, carry_cr = b"\r" + chunk, False
         if b"\r" in chunk:
             if chunk[-1:] == b"\r":
-                chunk, raw = chunk[:-1], b"\r"
+                chunk, carry_cr = chunk[:-1], True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if not chunk.endswith(b"\n"):  # keep a partial last line for the next chunk
-            cut = chunk.rfind(b"\n") + 1
-            chunk, raw = chunk[:cut], chunk[cut:] + raw
-            if not chunk:
-                continue
-        piece = chunk.decode("utf-8", "replace")
-        text = text + piece if text else piece
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:  # no line end: the piece waits for the rest of its line
+            if chunk:
+                pending.append(chunk)
+                pending_held += len(chunk) + _PIECE_COST
+                if pending_held + block_held > limit:
+                    raise EventTooLarge(limit)
+            continue
+        if pending:
+            pending.append(chunk[:cut])
+            lines = b"".join(pending)
+            pending.clear()
+        else:
+            lines = chunk[:cut] if cut < len(chunk) else chunk
+        rest = chunk[cut:]
+        if rest:
+            pending.append(rest)
+        pending_held = len(rest) + _PIECE_COST if rest else 0
+        text = lines.decode("utf-8", "replace")
         pos, size = 0, len(text)
+        if block:  # an event begun in an earlier chunk
+            end = -1 if text[0] == "\n" else text.find("\n\n")
+            if end == -1 and text[0] != "\n":  # still unfinished
+                block.append(text)
+                block_held += size + _PIECE_COST
+                pos = size
+            else:
+                if end >= 0:
+                    block.append(text[: end + 1])
+                pos = end + 2  # 1 when the blank line opens this chunk
+                found, ident = _block("".join(block).split("\n"), ident)
+                block, block_held = [], 0
+                if found is not None:
+                    yield found
         while pos < size:
             m = _FRAME.match(text, pos)
             if m is not None:
@@ -88,16 +141,21 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
                 pos = m.end()
                 continue
             end = text.find("\n\n", pos)
-            if end < 0:
+            if end < 0:  # the start of an event that ends in a later chunk
+                block = [text[pos:]]
+                block_held = size - pos + _PIECE_COST
                 break
             found, ident = _block(text[pos:end].split("\n"), ident)
             if found is not None:
                 yield found
             pos = end + 2
-        text = text[pos:] if pos < size else ""
-    rest = text + raw.rstrip(b"\r").decode("utf-8", "replace").replace("\r", "\n")
-    if rest.strip("\n"):  # a last event without its blank line (connection closed)
-        found, ident = _block(rest.split("\n"), ident)
+        if pending_held + block_held > limit:
+            raise EventTooLarge(limit)
+    tail = "".join(block)
+    if pending:
+        tail += b"".join(pending).decode("utf-8", "replace").rstrip("\r").replace("\r", "\n")
+    if tail.strip("\n"):  # a last event without its blank line (connection closed)
+        found, ident = _block(tail.split("\n"), ident)
         if found is not None:
             yield found
 

@@ -20,7 +20,8 @@ share a basename never collide, and the service's ``x-oss-forbid-overwrite`` can
 ever meet the very same bytes (which is then treated as uploaded).
 
 The temporary store exists only in the Beijing region; :func:`upload_available` says
-whether a base URL has it.
+whether a base URL has it. Both requests end by the question's deadline (``at``), however
+slowly the replies come, and read at most a few KB of them.
 """
 
 from __future__ import annotations
@@ -41,11 +42,19 @@ from xml.etree import ElementTree
 
 import httpx
 
-from .._net import is_loopback
+from .._net import current_deadline, deadline, is_loopback
 from .._prepare import PreparedAudio
-from .._secret import Secret
+from .._secret import Secret, scrub
 from ..errors import APIError, ConfigError, TransportError
-from ._http import BearerAuth, error_from_response, retry_after, transport_error
+from ._body import MAX_ERROR_BODY, read_body, read_error_body
+from ._http import (
+    BearerAuth,
+    clean_id,
+    error_from_response,
+    retry_after,
+    too_late,
+    transport_error,
+)
 
 __all__ = ["UPLOAD_MODES", "TemporaryUploads", "upload_available"]
 
@@ -132,20 +141,42 @@ class TemporaryUploads:
         return hit.url if hit is not None and hit.expires > self._time() else None
 
     # ------------------------------------------------------------------ upload
-    def url_for(self, audio: PreparedAudio, model: str, key: Secret) -> str:
-        """The ``oss://`` URL for ``audio``: cached, or uploaded now (once, even across threads)."""
+    def url_for(
+        self,
+        audio: PreparedAudio,
+        model: str,
+        key: Secret,
+        *,
+        at: float | None = None,
+        total: float | None = None,
+    ) -> str:
+        """The ``oss://`` URL for ``audio``: cached, or uploaded now (once, even across
+        threads), by the deadline ``at`` (``time.monotonic()``) of a question that may
+        take ``total`` seconds, when one is given."""
         ck = self.cache_key(audio, model, key)
         with self._lock:
             lock = self._key_locks.setdefault(ck, threading.Lock())
-        with lock:
+        wait = -1.0 if at is None else max(at - time.monotonic(), 0.0)
+        if not lock.acquire(timeout=wait):  # another question is uploading the same clip
+            host = urlsplit(self.base_url).netloc
+            raise TransportError(f"{host}: the upload of {audio.filename} took too long")
+        try:
             url = self.cached(audio, model, key)
             if url is not None:
                 return url
             began = self._time()
-            url = self._upload(audio, model, key)
+            try:
+                with deadline(at):
+                    url = self._upload(audio, model, key)
+            except TransportError:
+                if at is not None and time.monotonic() >= at - 0.05:
+                    raise too_late(urlsplit(self.base_url).netloc, total, None) from None
+                raise
             with self._lock:
                 self._uploaded[ck] = _Uploaded(url, began + TRUST_FOR)
             return url
+        finally:
+            lock.release()
 
     def _upload(self, audio: PreparedAudio, model: str, key: Secret) -> str:
         assert audio.data is not None
@@ -168,21 +199,25 @@ class TemporaryUploads:
         url = f"{self.base_url}/uploads"
         headers = {"Accept": "application/json; charset=utf-8", **self._extra()}
         host = urlsplit(self.base_url).netloc
-        try:
-            response = self._client.get(
-                url,
-                params={"action": "getPolicy", "model": model},
-                headers=headers,
-                auth=BearerAuth(key),  # to the API host only; never to the upload host
-            )
+        request = self._client.build_request(
+            "GET", url, params={"action": "getPolicy", "model": model}, headers=headers
+        )
+        try:  # to the API host only; never to the upload host
+            response = self._client.send(request, auth=BearerAuth(key), stream=True)
+            try:
+                if response.status_code != 200:
+                    body = read_error_body(response, host)
+                    raise error_from_response(
+                        response.status_code, response.headers, body, service="DashScope"
+                    )
+                # protocol data, used as sent (never shown): not scrubbed
+                text = read_body(response, host, MAX_ERROR_BODY).decode("utf-8", "replace")
+            finally:
+                response.close()
         except httpx.HTTPError as exc:
-            raise transport_error(exc, host) from None
-        if response.status_code != 200:
-            raise error_from_response(
-                response.status_code, response.headers, response.content, service="DashScope"
-            )
+            raise transport_error(exc, host, deadline=current_deadline()) from None
         try:
-            data = response.json()["data"]
+            data = json.loads(text)["data"]
             for name in ("policy", "signature", "upload_dir", "upload_host", "oss_access_key_id"):
                 if not isinstance(data[name], str) or not data[name]:
                     raise KeyError(name)
@@ -237,13 +272,17 @@ class TemporaryUploads:
             # The form in one write: httpx streams each part and its headers as its own
             # write (~36 syscalls, each a chance for a batch's other threads to take the GIL)
             request.read()
-            response = self._client.send(request)
+            response = self._client.send(request, stream=True)
+            try:
+                body = read_error_body(response, urlsplit(host).netloc)
+            finally:
+                response.close()
         except httpx.HTTPError as exc:
-            raise transport_error(exc, urlsplit(host).netloc) from None
+            raise transport_error(exc, urlsplit(host).netloc, deadline=current_deadline()) from None
         self.uploads += 1
         if response.status_code == 200:
             return f"oss://{object_key}"
-        code, message, request_id = _oss_error(response)
+        code, message, request_id = _oss_error(response, scrub(body.decode("utf-8", "replace")))
         if response.status_code == 409 and code == "FileAlreadyExists":
             return f"oss://{object_key}"  # same key = same sha256: these bytes are there
         raise APIError(
@@ -256,9 +295,9 @@ class TemporaryUploads:
         )
 
 
-def _oss_error(response: httpx.Response) -> tuple[str | None, str, str | None]:
-    """Code, message and request id from OSS's XML error body (or JSON from a gateway)."""
-    text = response.text
+def _oss_error(response: httpx.Response, text: str) -> tuple[str | None, str, str | None]:
+    """Code, message and request id from OSS's XML error body ``text`` (or JSON from a
+    gateway), scrubbed and cut."""
     try:
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError:
@@ -268,6 +307,11 @@ def _oss_error(response: httpx.Response) -> tuple[str | None, str, str | None]:
             payload = None
         if isinstance(payload, dict) and payload.get("code"):
             message = str(payload.get("message") or "")
-            return str(payload["code"]), message, payload.get("request_id")
-        return None, text.strip()[:200] or response.reason_phrase, None
-    return root.findtext("Code"), root.findtext("Message") or "", root.findtext("RequestId")
+            return str(payload["code"])[:80], message[:300], clean_id(payload.get("request_id"))
+        return None, text.strip()[:200] or scrub(response.reason_phrase)[:80], None
+    code = root.findtext("Code")
+    return (
+        code[:80] if code else None,
+        (root.findtext("Message") or "")[:300],
+        clean_id(root.findtext("RequestId")),
+    )

@@ -1,7 +1,9 @@
 """What every backend shares: limits, prepared audio, the request, the events it yields.
 
 A backend turns a :class:`Request` into a stream of :class:`TextDelta` events ending in
-one :class:`Completion`. It alone knows its wire format and how it wants audio encoded;
+one :class:`Completion`; thinking models add :class:`ReasoningDelta` events (before the
+answer), spoken answers :class:`AudioDelta` events, speech recognition an
+:class:`Annotation`. It alone knows its wire format and how it wants audio encoded;
 callers above it only see these types.
 """
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:  # numpy loads with the first decode, not at `%load_ext`
     from ..clip import AudioClip
 
 __all__ = [
+    "Annotation",
+    "AudioDelta",
     "AudioPart",
     "Backend",
     "Completion",
@@ -29,6 +33,7 @@ __all__ = [
     "Limits",
     "Message",
     "PreparedAudio",
+    "ReasoningDelta",
     "Request",
     "TextDelta",
     "TextPart",
@@ -46,6 +51,7 @@ class Limits:
     max_output_tokens: int = 2_048
     max_audio_seconds: float | None = 30.0  # only this much of each clip is heard
     max_audio_bytes: int = 10_000_000  # per file, and per base64 string
+    max_url_bytes: int | None = None  # a file the service fetches by URL (None: as above)
     audio_tokens_per_second: float = 25.0
     min_audio_tokens: int = 25
     # (container, codec) pairs the service takes as they are; others are re-encoded.
@@ -171,7 +177,7 @@ class Request:
     stream: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big batch keeps one per row
 class Usage:
     """Token counts as the service reports them (None where it reports nothing)."""
 
@@ -207,7 +213,31 @@ class Completion:
     finish_reason: str | None = None
 
 
-Event = TextDelta | Completion
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A new piece of the model's reasoning (thinking models). Shown apart from the
+    answer, never part of its text, never sent back in the history."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    """A new piece of a spoken answer: 16-bit little-endian mono PCM at ``rate`` Hz."""
+
+    pcm: bytes
+    rate: int = 24_000
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What a speech-recognition model reports about the audio it transcribed."""
+
+    language: str | None = None
+    emotion: str | None = None
+
+
+Event = TextDelta | ReasoningDelta | AudioDelta | Annotation | Completion
 
 
 class Backend(Protocol):

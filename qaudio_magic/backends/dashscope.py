@@ -20,24 +20,41 @@ from typing import Any
 
 import httpx
 
+from .._net import deadline as within
+from .._net import each_within
 from .._prepare import PreparedAudio
-from .._secret import Secret
+from .._secret import Secret, scrub
 from ..errors import APIError, AudioTooLargeError, ConfigError, MissingKeyError, TransportError
 from ..models import lookup
+from ._body import MAX_ANSWER_CHARS, read_body, too_large
+from ._deltas import annotation_of
 from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
+    AFTER_ANSWER,
     BearerAuth,
     HTTPBackend,
     Timeouts,
+    clean_id,
     error_from_payload,
-    error_from_response,
+    question_deadline,
+    scrubbed,
     too_late,
     transport_error,
 )
 from ._inline import base64_text, dumps
 from ._sse import looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
-from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+from .base import (
+    Annotation,
+    AudioPart,
+    Completion,
+    Event,
+    Limits,
+    Message,
+    Request,
+    TextDelta,
+    Usage,
+)
 
 __all__ = ["BEIJING", "SINGAPORE", "DashScopeBackend"]
 
@@ -77,7 +94,9 @@ class DashScopeBackend(HTTPBackend):
         limits = lookup(model).limits
         if not self.uploading:  # inline only: keep base64 within the documented budget
             return dataclasses.replace(
-                limits, max_audio_bytes=min(limits.max_audio_bytes, INLINE_MAX_BYTES)
+                limits,
+                max_audio_bytes=min(limits.max_audio_bytes, INLINE_MAX_BYTES),
+                max_url_bytes=limits.max_url_bytes or limits.max_audio_bytes,
             )
         return limits
 
@@ -128,7 +147,7 @@ class DashScopeBackend(HTTPBackend):
         if key is None:
             raise MissingKeyError(
                 "no DashScope API key",
-                hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` to try offline",
+                hint="set DASHSCOPE_API_KEY, run %qaudio key, or %qaudio emulator to try offline",
             )
         spec = lookup(request.model)
         if not spec.streams:  # Qwen3-ASR: annotations in a stream are UNVERIFIED (models.py)
@@ -140,33 +159,35 @@ class DashScopeBackend(HTTPBackend):
             raise
 
     def _send(self, request: Request, key: Secret) -> Iterator[Event]:
-        values = self._upload_audio(request, key)
-        body = self.build_body(request, values)
-        headers = self.build_headers(request, body)
-        url = self.base_url + GENERATION_PATH
-        content = dumps(body)
-        deadline = time.monotonic() + self.timeouts.total
-        auth = BearerAuth(key)
+        at = question_deadline(self.timeouts.total)  # uploads included
         try:
+            with within(at):
+                values = self._upload_audio(request, key, at)
+            body = self.build_body(request, values)
+            headers = self.build_headers(request, body)
+            url = self.base_url + GENERATION_PATH
+            content = dumps(body)
+            auth = BearerAuth(key)
             if request.stream:
-                yield from self._stream(url, content, headers, auth, request, deadline)
+                yield from scrubbed(self._stream(url, content, headers, auth, request, at))
             else:
-                yield from self._call(url, content, headers, auth, deadline)
+                yield from scrubbed(self._call(url, content, headers, auth, at))
         except httpx.HTTPError as exc:
-            raise transport_error(
-                exc, self.host, deadline=deadline, total=self.timeouts.total
-            ) from None
+            raise transport_error(exc, self.host, deadline=at, total=self.timeouts.total) from None
 
     # ------------------------------------------------------------------ wire
-    def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
-        """``oss://`` URLs for the request's local audio (uploaded once, then reused)."""
+    def _upload_audio(self, request: Request, key: Secret, at: float) -> dict[PreparedAudio, str]:
+        """``oss://`` URLs for the request's local audio (uploaded once, then reused),
+        all by the question's deadline ``at``."""
         if not self.uploading:
             return {}
         values: dict[PreparedAudio, str] = {}
         for message in request.messages:
             for audio in message.audio:
                 if audio.url is None and audio.data is not None and audio not in values:
-                    values[audio] = self.uploads.url_for(audio, request.model, key)
+                    values[audio] = self.uploads.url_for(
+                        audio, request.model, key, at=at, total=self.timeouts.total
+                    )
         return values
 
     def build_body(
@@ -248,16 +269,13 @@ class DashScopeBackend(HTTPBackend):
         content: bytes,
         headers: dict[str, str],
         auth: httpx.Auth,
-        deadline: float,
+        at: float,
     ) -> Iterator[Event]:
-        timeout = self.timeouts.httpx(deadline - time.monotonic())
-        response = self._client.post(
-            url, content=content, headers=headers, auth=auth, timeout=timeout
-        )
-        raw = response.content
-        if response.status_code != 200:
-            raise error_from_response(response.status_code, response.headers, raw, service=SERVICE)
-        text = raw.decode("utf-8", "replace")
+        with self.send("POST", url, at=at, content=content, headers=headers, auth=auth) as response:
+            if response.status_code != 200:
+                raise self.error_of(response, at=at, service=SERVICE)
+            with within(at):
+                text = scrub(read_body(response, self.host).decode("utf-8", "replace"))
         if looks_like_sse(text):  # a server that streamed anyway: take the frames
             events = parse_events(text)
             payloads = [self._frame_payload(ev.event, ev.status, ev.data) for ev in events]
@@ -266,9 +284,14 @@ class DashScopeBackend(HTTPBackend):
         else:
             last = _load(text, self.host)
             answer = _text_of(last)
+        if len(answer) > MAX_ANSWER_CHARS:
+            raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
         if answer:
             yield TextDelta(answer)
-        yield Completion(_usage(last), last.get("request_id"), _finish(last))
+        note = _annotation(last)
+        if note is not None:
+            yield note
+        yield Completion(_usage(last), _rid(last), _finish(last))
 
     def _stream(
         self,
@@ -277,33 +300,34 @@ class DashScopeBackend(HTTPBackend):
         headers: dict[str, str],
         auth: httpx.Auth,
         request: Request,
-        deadline: float,
+        at: float,
     ) -> Iterator[Event]:
         incremental = bool(request.params.get("incremental_output", True))
-        timeout = self.timeouts.httpx(deadline - time.monotonic())
-        with self._client.stream(
-            "POST", url, content=content, headers=headers, auth=auth, timeout=timeout
-        ) as response:
+        with self.send("POST", url, at=at, content=content, headers=headers, auth=auth) as response:
             if response.status_code != 200:
-                raw = response.read()
-                raise error_from_response(
-                    response.status_code, response.headers, raw, service=SERVICE
-                )
+                raise self.error_of(response, at=at, service=SERVICE)
             sofar = ""
+            shown = 0
             last: dict[str, Any] = {}
             finish = None
-            events = response_events(response)
+            events = each_within(response_events(response, self.host), at)
             try:
                 for event in events:
-                    if time.monotonic() > deadline:
-                        raise too_late(self.host, self.timeouts.total, last.get("request_id"))
+                    if time.monotonic() > at:
+                        raise too_late(self.host, self.timeouts.total, _rid(last))
                     payload = self._frame_payload(event.event, event.status, event.data)
                     last = payload
                     text = _text_of(payload)
                     if not incremental and text.startswith(sofar):
                         text = text[len(sofar) :]
                     if text:
-                        sofar += text
+                        shown += len(text)
+                        if shown > MAX_ANSWER_CHARS:
+                            raise too_large(
+                                self.host, "an answer", MAX_ANSWER_CHARS, unit="characters"
+                            )
+                        if not incremental:
+                            sofar += text
                         yield TextDelta(text)
                     finish = _finish(payload)
                     if finish and finish != "null":
@@ -312,20 +336,21 @@ class DashScopeBackend(HTTPBackend):
                 raise transport_error(
                     exc,
                     self.host,
-                    request_id=last.get("request_id"),
-                    deadline=deadline,
+                    request_id=_rid(last),
+                    deadline=at,
                     total=self.timeouts.total,
                 ) from None
             if not finish or finish == "null":
-                rid = last.get("request_id")
+                rid = _rid(last)
                 raise TransportError(
                     f"{self.host} ended the stream before the answer was complete"
                     + (f" (request id {rid})" if rid else "")
                 )
-            for _ in events:  # read to the end of the body, or the connection cannot be reused
-                if time.monotonic() > deadline:
-                    break
-            yield Completion(_usage(last), last.get("request_id"), finish)
+            _drain(events, at)
+            note = _annotation(last)
+            if note is not None:
+                yield note
+            yield Completion(_usage(last), _rid(last), finish)
 
     def _frame_payload(self, event: str | None, status: int | None, data: str) -> dict[str, Any]:
         payload = _load(data, self.host)
@@ -336,6 +361,22 @@ class DashScopeBackend(HTTPBackend):
         ):
             raise error_from_payload(status or 400, payload, fallback=data, service=SERVICE)
         return payload
+
+
+def _drain(events: Iterator[object], at: float) -> None:
+    """Read what follows a complete answer (the end of the body, so the connection can be
+    reused) for at most AFTER_ANSWER seconds; then drop the connection: a server that
+    goes on sending keep-alives or empty events does not hold the answer back."""
+    try:
+        with within(min(at, time.monotonic() + AFTER_ANSWER)):
+            for _ in events:
+                pass
+    except (httpx.HTTPError, TransportError):
+        pass
+
+
+def _rid(payload: dict[str, Any]) -> str | None:
+    return clean_id(payload.get("request_id"))
 
 
 def _audio_only(message: Message) -> Message:
@@ -352,7 +393,9 @@ def _load(text: str, host: str) -> dict[str, Any]:
         if end != len(text):  # whitespace around it, trailing data, or not JSON at all
             value = json.loads(text)
     except ValueError:
-        raise TransportError(f"{host} sent a malformed answer (not JSON): {text[:80]!r}") from None
+        raise TransportError(
+            f"{host} sent a malformed answer (not JSON): {scrub(text)[:80]!r}"
+        ) from None
     if not isinstance(value, dict):
         raise TransportError(f"{host} sent a malformed answer (not a JSON object)")
     return value
@@ -374,6 +417,12 @@ def _text_of(payload: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     return str((payload.get("output") or {}).get("text") or "")
+
+
+def _annotation(payload: dict[str, Any]) -> Annotation | None:
+    """Qwen3-ASR's ``message.annotations`` (language, emotion), from the last frame."""
+    message = _choice(payload).get("message")
+    return annotation_of(message) if isinstance(message, dict) else None
 
 
 def _finish(payload: dict[str, Any]) -> str | None:

@@ -42,24 +42,42 @@ from typing import Any, Literal
 
 import httpx
 
+from .._net import deadline as within
+from .._net import each_within
 from .._prepare import PreparedAudio
-from .._secret import Secret
+from .._secret import Secret, scrub
 from ..errors import APIError, AudioTooLargeError, ConfigError, InputError, TransportError
 from ..models import ModelSpec, lookup, served_name
+from ._body import MAX_ANSWER_CHARS, read_body, too_large
+from ._deltas import PCMReader, ThinkSplitter, annotation_of, reasoning_of, whole
 from ._hints import ASR_OPTIONS, add_model_hint
 from ._http import (
+    AFTER_ANSWER,
     BearerAuth,
     HTTPBackend,
     Timeouts,
+    clean_id,
     error_from_payload,
-    error_from_response,
+    question_deadline,
+    request_id_of,
+    scrubbed,
     too_late,
     transport_error,
 )
 from ._inline import base64_text, dumps
 from ._sse import SSEEvent, looks_like_sse, parse_events, response_events
 from ._upload import UPLOAD_MODES, TemporaryUploads, upload_available
-from .base import AudioPart, Completion, Event, Limits, Message, Request, TextDelta, Usage
+from .base import (
+    AudioPart,
+    Completion,
+    Event,
+    Limits,
+    Message,
+    ReasoningDelta,
+    Request,
+    TextDelta,
+    Usage,
+)
 
 __all__ = ["Dialect", "OpenAICompatBackend"]
 
@@ -72,7 +90,7 @@ UPLOAD_MAX_BYTES = 1_000_000_000  # the temporary store's per-file limit
 _WIRE_FORMATS = {"wav": "wav", "mp3": "mp3", "aac": "aac", "amr": "amr", "flac": "flac"}
 _MM_LIMIT_HINT = (
     "the server allows fewer audios per prompt than this conversation holds: start vLLM with "
-    "--limit-mm-per-prompt '{\"audio\": N}', or `%qaudio new` to drop the history"
+    "--limit-mm-per-prompt '{\"audio\": N}', or %qaudio new to drop the history"
 )
 
 
@@ -130,9 +148,12 @@ class OpenAICompatBackend(HTTPBackend):
         limits = lookup(model).limits
         if self.dialect != "dashscope" or limits.max_audio_bytes <= INLINE_MAX_BYTES:
             return limits
+        by_url = limits.max_url_bytes or limits.max_audio_bytes  # the service fetches URLs
         if self.uploading:  # the temporary store takes up to 1 GB a file (DOC-TMPURL@2026-10)
             return dataclasses.replace(
-                limits, max_audio_bytes=min(limits.max_audio_bytes, UPLOAD_MAX_BYTES)
+                limits,
+                max_audio_bytes=min(limits.max_audio_bytes, UPLOAD_MAX_BYTES),
+                max_url_bytes=by_url,
             )
         fits = float((INLINE_MAX_BYTES - 4_096) // _WAV_BYTES_PER_SECOND)  # room for a header
         heard = limits.max_audio_seconds
@@ -140,6 +161,7 @@ class OpenAICompatBackend(HTTPBackend):
             limits,
             max_audio_bytes=INLINE_MAX_BYTES,
             max_audio_seconds=fits if heard is None else min(heard, fits),
+            max_url_bytes=by_url,
         )
 
     def stream(self, request: Request) -> Iterator[Event]:
@@ -160,27 +182,60 @@ class OpenAICompatBackend(HTTPBackend):
             raise
 
     def _send(self, request: Request, key: Secret | None, on_wire: bool) -> Iterator[Event]:
-        values = self._upload_audio(request, key) if key is not None else {}
-        body = self.build_body(request, stream=on_wire, audio_values=values)
-        headers = self.build_headers(body, stream=on_wire)
-        content = dumps(body)
-        url = self.base_url + CHAT_PATH
-        deadline = time.monotonic() + self.timeouts.total
-        auth = BearerAuth(key) if key is not None else httpx.Auth()  # Auth(): none
+        at = question_deadline(self.timeouts.total)  # uploads included
         try:
+            with within(at):
+                values = self._upload_audio(request, key, at) if key is not None else {}
+            body = self.build_body(request, stream=on_wire, audio_values=values)
+            headers = self.build_headers(body, stream=on_wire)
+            content = dumps(body)
+            url = self.base_url + CHAT_PATH
+            auth = BearerAuth(key) if key is not None else httpx.Auth()  # Auth(): none
             if not on_wire:
-                yield from self._call(url, content, headers, auth, deadline)
+                yield from scrubbed(self._call(url, content, headers, auth, at))
             elif request.stream:
-                yield from self._stream(url, content, headers, auth, deadline)
+                yield from scrubbed(self._stream(url, content, headers, auth, at))
             else:  # a stream-only model asked for the whole answer: stream, show it once done
-                yield from _whole(self._stream(url, content, headers, auth, deadline))
+                yield from whole(scrubbed(self._stream(url, content, headers, auth, at)))
         except httpx.HTTPError as exc:
-            raise transport_error(
-                exc, self.host, deadline=deadline, total=self.timeouts.total
-            ) from None
+            raise transport_error(exc, self.host, deadline=at, total=self.timeouts.total) from None
 
-    def _upload_audio(self, request: Request, key: Secret) -> dict[PreparedAudio, str]:
-        """``oss://`` URLs for the request's local audio (uploaded once, then reused)."""
+    def plan(self, request: Request) -> tuple[list[tuple[PreparedAudio, str, int]], int]:
+        """How each clip would travel and the body size, without sending anything
+        (``--dry-run``): ``[(audio, route, wire_bytes)]``, route ``inline``, ``upload``,
+        ``uploaded`` or ``url``."""
+        key = self._key()
+        routes: list[tuple[PreparedAudio, str, int]] = []
+        values: dict[PreparedAudio, str] = {}
+        model = served_name(request.model)
+        for message in request.messages:
+            for audio in message.audio:
+                if audio.url is not None or audio.data is None:
+                    routes.append((audio, "url", len(audio.url or "")))
+                elif self.uploading and (
+                    self.upload == "always" or len(audio.data) > INLINE_MAX_BYTES
+                ):
+                    url = self.uploads.cached(audio, model, key)
+                    if url is None:
+                        url = "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename
+                        routes.append((audio, "upload", audio.size + 1_000))
+                    else:
+                        routes.append((audio, "uploaded", len(url)))
+                    values[audio] = url
+                else:
+                    routes.append((audio, "inline", 4 * -(-audio.size // 3) + 14))
+        body = self.build_body(request, stream=True, audio_values=values)
+        return routes, len(dumps(body))
+
+    def _upload_audio(self, request: Request, key: Secret, at: float) -> dict[PreparedAudio, str]:
+        """``oss://`` URLs for the request's local audio (uploaded once, then reused),
+        all by the question's deadline ``at``.
+
+        That compatible mode resolves ``oss://`` in ``input_audio.data`` is UNVERIFIED
+        (CURRENT-MODELS §11.3.1); the temporary-URL page says any HTTP call resolves it with
+        ``X-DashScope-OssResourceResolve: enable``, which is sent. Only clips too large to
+        go inline take this path (``upload="auto"``), so everything else stays documented.
+        """
         if not self.uploading:
             return {}
         values: dict[PreparedAudio, str] = {}
@@ -189,7 +244,9 @@ class OpenAICompatBackend(HTTPBackend):
                 if audio.url is not None or audio.data is None or audio in values:
                     continue
                 if self.upload == "always" or len(audio.data) > INLINE_MAX_BYTES:
-                    values[audio] = self.uploads.url_for(audio, served_name(request.model), key)
+                    values[audio] = self.uploads.url_for(
+                        audio, served_name(request.model), key, at=at, total=self.timeouts.total
+                    )
         return values
 
     # ------------------------------------------------------------------ wire
@@ -305,35 +362,32 @@ class OpenAICompatBackend(HTTPBackend):
         content: bytes,
         headers: dict[str, str],
         auth: httpx.Auth,
-        deadline: float,
+        at: float,
     ) -> Iterator[Event]:
-        response = self._client.post(
-            url,
-            content=content,
-            headers=headers,
-            auth=auth,
-            timeout=self.timeouts.httpx(deadline - time.monotonic()),
-        )
-        if response.status_code != 200:
-            raise self._error(
-                error_from_response(
-                    response.status_code, response.headers, response.content, service=self.service
-                )
-            )
-        rid = _request_id(response.headers)
-        text = response.content.decode("utf-8", "replace")
+        with self.send("POST", url, at=at, content=content, headers=headers, auth=auth) as response:
+            if response.status_code != 200:
+                raise self._error(self.error_of(response, at=at, service=self.service))
+            rid = request_id_of(response.headers)
+            with within(at):
+                text = scrub(read_body(response, self.host).decode("utf-8", "replace"))
         if looks_like_sse(text):  # a server that streamed anyway: read its chunks
-            yield from _whole(self._chunks(parse_events(text), rid, deadline))
+            yield from whole(self._chunks(parse_events(text), rid, at))
             return
         payload = self._load(text)
         self._raise_if_error(payload, None)
         choices = payload.get("choices") or []
         choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-        answer = _content_text((choice.get("message") or {}).get("content"))
-        if answer:
-            yield TextDelta(answer)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            think = ThinkSplitter(active=self.dialect == "openai")
+            cap = _AnswerCap(self.host)
+            for out in self._delta_events(message, think, PCMReader()):
+                yield cap.check(out)
+            yield from think.flush()
         yield Completion(
-            _usage(payload.get("usage")), rid or payload.get("id"), choice.get("finish_reason")
+            _usage(payload.get("usage")),
+            rid or clean_id(payload.get("id")),
+            _finish(choice.get("finish_reason")),
         )
 
     def _stream(
@@ -342,61 +396,95 @@ class OpenAICompatBackend(HTTPBackend):
         content: bytes,
         headers: dict[str, str],
         auth: httpx.Auth,
-        deadline: float,
+        at: float,
     ) -> Iterator[Event]:
-        timeout = self.timeouts.httpx(deadline - time.monotonic())
-        with self._client.stream(
-            "POST", url, content=content, headers=headers, auth=auth, timeout=timeout
-        ) as response:
+        with self.send("POST", url, at=at, content=content, headers=headers, auth=auth) as response:
             if response.status_code != 200:
-                raw = response.read()
-                raise self._error(
-                    error_from_response(
-                        response.status_code, response.headers, raw, service=self.service
-                    )
-                )
-            rid = _request_id(response.headers)
-            try:
-                yield from self._chunks(response_events(response), rid, deadline)
-            except httpx.HTTPError as exc:  # broken mid-answer: name the answer's request id
+                raise self._error(self.error_of(response, at=at, service=self.service))
+            rid = request_id_of(response.headers)
+            try:  # broken mid-answer: name the answer's request id
+                events = each_within(response_events(response, self.host), at)
+                yield from self._chunks(events, rid, at)
+            except httpx.HTTPError as exc:
                 raise transport_error(
-                    exc, self.host, request_id=rid, deadline=deadline, total=self.timeouts.total
+                    exc, self.host, request_id=rid, deadline=at, total=self.timeouts.total
                 ) from None
 
-    def _chunks(
-        self, events: Iterable[SSEEvent], rid: str | None, deadline: float
-    ) -> Iterator[Event]:
-        """Text deltas from ``chat.completion.chunk`` events, then one Completion."""
+    def _chunks(self, events: Iterable[SSEEvent], rid: str | None, at: float) -> Iterator[Event]:
+        """Reasoning, text, audio and annotation events from ``chat.completion.chunk``
+        events, then one Completion.
+
+        Once the answer is complete (a ``finish_reason``, or ``[DONE]``), what follows
+        (usage, ``[DONE]``, the end of the body) is read for at most AFTER_ANSWER seconds
+        and only for its usage: a server that goes on sending does not hold the answer back.
+        """
         finish: str | None = None
         usage: dict[str, Any] | None = None
         done = False
+        think = ThinkSplitter(active=self.dialect == "openai")
+        speech = PCMReader()
+        cap = _AnswerCap(self.host)
+        events = iter(events)
         for event in events:
-            if time.monotonic() > deadline:
+            if time.monotonic() > at:
                 raise too_late(self.host, self.timeouts.total, rid)
-            if done:  # nothing may follow [DONE]; read on so the connection can be reused
-                continue
             if event.data.strip() == "[DONE]":
                 done = True
-                continue
+                break
             payload = self._load(event.data)
             self._raise_if_error(payload, event)
-            rid = rid or payload.get("id")
+            rid = rid or clean_id(payload.get("id"))
             if isinstance(payload.get("usage"), dict):
                 usage = payload["usage"]  # the last chunk (empty choices) carries it
             for choice in payload.get("choices") or []:
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                text = _content_text((choice.get("delta") or {}).get("content"))
-                if text:
-                    yield TextDelta(text)
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    for out in self._delta_events(delta, think, speech):
+                        yield cap.check(out)
                 if choice.get("finish_reason"):
-                    finish = str(choice["finish_reason"])
+                    finish = _finish(choice["finish_reason"])
+            if finish is not None:
+                break
         if not done and finish is None:
             raise TransportError(
                 f"{self.host} ended the stream before the answer was complete"
                 + (f" (request id {rid})" if rid else "")
             )
+        try:  # usage and [DONE] follow the finish; then the end of the body
+            with within(min(at, time.monotonic() + AFTER_ANSWER)):
+                for event in events:
+                    if done:
+                        continue  # nothing may follow [DONE]: read on so the connection is reused
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        continue
+                    payload = self._load(event.data)
+                    if isinstance(payload.get("usage"), dict):
+                        usage = payload["usage"]
+        except (httpx.HTTPError, TransportError):
+            pass  # the answer is complete: a tail that breaks or drags on is dropped
+        yield from think.flush()
         yield Completion(_usage(usage), rid, finish)
+
+    def _delta_events(
+        self, part: dict[str, Any], think: ThinkSplitter, speech: PCMReader
+    ) -> Iterator[Event]:
+        """Reasoning, text, audio and annotations of one delta (or a whole message)."""
+        thought = reasoning_of(part)
+        if thought:
+            think.off()  # the server separates reasoning: no <think> tags to look for
+            yield ReasoningDelta(thought)
+        text = _content_text(part.get("content"))
+        if text:
+            yield from think.feed(text)
+        audio = speech.feed(part.get("audio"))
+        if audio is not None:
+            yield audio
+        note = annotation_of(part)
+        if note is not None:
+            yield note
 
     # ------------------------------------------------------------------ errors
     def _load(self, text: str) -> dict[str, Any]:
@@ -404,7 +492,7 @@ class OpenAICompatBackend(HTTPBackend):
             value = json.loads(text)
         except ValueError:
             raise TransportError(
-                f"{self.host} sent a malformed answer (not JSON): {text[:80]!r}"
+                f"{self.host} sent a malformed answer (not JSON): {scrub(text)[:80]!r}"
             ) from None
         if not isinstance(value, dict):
             raise TransportError(f"{self.host} sent a malformed answer (not a JSON object)")
@@ -465,25 +553,24 @@ def _single_turn(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     return tuple(m for i, m in enumerate(messages) if m.role == "system" or i == last)
 
 
-def _whole(events: Iterator[Event]) -> Iterator[Event]:
-    """The answer as one delta once complete (``--no-stream`` on a stream-only model)."""
-    parts: list[str] = []
-    try:
-        for event in events:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                if parts:
-                    yield TextDelta("".join(parts))
-                yield event
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+def _finish(reason: object) -> str | None:
+    return None if not reason else " ".join(str(reason).split())[:40]
 
 
-def _request_id(headers: httpx.Headers) -> str | None:
-    return headers.get("x-request-id") or headers.get("x-dashscope-request-id")
+class _AnswerCap:
+    """Text and reasoning of one answer, counted: past MAX_ANSWER_CHARS the answer ends in
+    a one-line error (spoken audio has its own cap, in ``_deltas.PCMReader``)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.shown = 0
+
+    def check(self, event: Event) -> Event:
+        if isinstance(event, (TextDelta, ReasoningDelta)):
+            self.shown += len(event.text)
+            if self.shown > MAX_ANSWER_CHARS:
+                raise too_large(self.host, "an answer", MAX_ANSWER_CHARS, unit="characters")
+        return event
 
 
 def _content_text(content: Any) -> str:

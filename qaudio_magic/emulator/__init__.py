@@ -8,12 +8,15 @@
         emu.requests[-1].json               # what the client sent
         emu.oss                             # files uploaded: oss:// URL -> bytes
         emu.add_fault("status=429;times=1") # the next request fails
+        emu.set_rate_limit(rpm=60, tpm=100_000) # 429s beyond DashScope's rate limits
 
 Besides DashScope's native endpoint it serves the OpenAI-style routes (``compat.py``):
 DashScope's compatible mode under :attr:`Emulator.compatible_base_url` (Qwen-Omni) and a
 vLLM stand-in under :attr:`Emulator.openai_base_url` (``openai:MODEL``).
 
-Answers are deterministic and say that they are emulated.
+Answers are deterministic and say that they are emulated. A typed question (a JSON
+Schema in ``response_format`` or in the prompt) gets deterministic valid JSON instead
+(``typed.py``); scripted replies still come first.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from .._secret import Secret
 from .compat import COMPATIBLE_CHAT, OPENAI_CHAT, CompatRoute
 from .faults import Fault, FaultPlan, parse_fault
 from .native import GENERATION, NativeRoute, key_checker
+from .ratelimit import RateLimit, RateLimits
 from .server import EmulatorServer, ReceivedAudio, RecordedRequest
 from .upload import OSS_PATH, POLICY_PATH, OssStore, PolicyRoute, UploadRoute
 
-__all__ = ["Emulator", "Fault", "ReceivedAudio", "RecordedRequest", "parse_fault"]
+__all__ = ["Emulator", "Fault", "RateLimit", "ReceivedAudio", "RecordedRequest", "parse_fault"]
 
 
 class Emulator:
@@ -48,6 +52,8 @@ class Emulator:
         standing = parse_fault(fault) if isinstance(fault, str) else fault
         self._required = Secret(key) if key else None
         self.server = EmulatorServer(port, faults=FaultPlan(standing), verbose=verbose)
+        self.rate_limits = RateLimits()
+        self.server.rate_limits = self.rate_limits
         # The real OSS host is not the API host: with a second server the policy names it,
         # so a test can tell which host saw what. Both log into one request list.
         self.upload_server: EmulatorServer | None = None
@@ -168,6 +174,22 @@ class Emulator:
 
     def clear_faults(self) -> None:
         self.server.faults.clear()
+
+    def set_rate_limit(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        window: float = 60.0,
+        model: str | None = None,
+    ) -> None:
+        """Refuse requests beyond ``rpm`` requests / ``tpm`` tokens per minute with 429s,
+        per model (every model unless ``model`` is given); no limits lifts them.
+
+        ``window`` is how many seconds' worth may come at once: 60 lets a minute's quota
+        arrive in one burst, 1 enforces the per-second rates (RPM/60, TPM/60)."""
+        limited = rpm is not None or tpm is not None
+        self.rate_limits.set(RateLimit(rpm, tpm, window) if limited else None, model)
 
     def reply_with(self, *texts: str) -> None:
         """The next answers' text, in order (instead of the generated description)."""

@@ -24,6 +24,16 @@ def main(argv: list[str] | None = None) -> int:
         help="serve the OSS form upload on a second port, as the real service does",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    limits = parser.add_argument_group("rate limits", "429s beyond these, per model (as DashScope)")
+    limits.add_argument("--rpm", type=float, help="requests per minute (omni family: 60)")
+    limits.add_argument("--tpm", type=float, help="tokens per minute (omni family: 100000)")
+    limits.add_argument(
+        "--rate-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds' worth allowed in one burst (60: a minute's; 1: RPM/60 per second)",
+    )
     add_arguments(parser)  # --latency, --status, --retry-after, --reset ... and --fault SPEC
     args = parser.parse_args(argv)
 
@@ -35,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for fault in fault_from_arguments(args):
         emu.add_fault(fault)
+    if args.rpm or args.tpm:
+        emu.set_rate_limit(args.rpm, args.tpm, window=args.rate_window)
     emu.start()
     print(f"qaudio emulator on {emu.base_url}  (answers are emulated, not from Qwen)", flush=True)
     print(f"  export DASHSCOPE_HTTP_BASE_URL={emu.base_url}", flush=True)

@@ -33,6 +33,7 @@ from ._reply import HEARD_SECONDS, ItemError, compose, decode_item, estimate_tok
 from .current import Refusal as _Refused
 from .faults import Fault
 from .server import Frame, ReceivedAudio, RecordedRequest, Reply
+from .typed import json_mode_refusal, typed_reply
 
 __all__ = ["COMPATIBLE_CHAT", "OPENAI_CHAT", "CompatRoute"]
 
@@ -143,12 +144,15 @@ class CompatRoute:
                 "Set `--limit-mm-per-prompt` to increase this limit.",
             )
 
+        self._check_response_format(body, messages)
         if rules is not None:
             current.check_audio(now, request.audio, rules)
             return self._answer_current(request, body, rules, plan, context, now, rid)
         earlier = sum(1 for m in messages if m.get("role") == "assistant")
-        text = self._override(request) or compose(
-            model, now, " ".join(question) or None, earlier, len(request.audio)
+        text = (
+            self._override(request)
+            or typed_reply(body, messages, model, request.audio)
+            or compose(model, now, " ".join(question) or None, earlier, len(request.audio))
         )
         pieces = split_tokens(text)
         finish = "stop"
@@ -254,6 +258,14 @@ class CompatRoute:
             code = "invalid_parameter_error" if self.dialect == "dashscope" else "BadRequestError"
             raise _Refused(exc.status, code, exc.message) from None
 
+    def _check_response_format(self, body: dict[str, Any], messages: list[Any]) -> None:
+        """DashScope's JSON mode needs the word "json" in the messages (§11.7)."""
+        if self.dialect != "dashscope":
+            return
+        refusal = json_mode_refusal(body, messages)
+        if refusal is not None:
+            raise _Refused(400, "invalid_parameter_error", refusal, "response_format")
+
     # ------------------------------------------------------------------ today's models
     def _answer_current(
         self,
@@ -282,13 +294,17 @@ class CompatRoute:
                 if isinstance(part, str) or part.get("type") == "text"
             )
             earlier = sum(1 for m in messages if m.get("role") == "assistant")
-            text = self._override(request) or compose(
-                model,
-                now,
-                question or None,
-                earlier,
-                len(request.audio),
-                current.heard_seconds(rules),
+            text = (
+                self._override(request)
+                or typed_reply(body, messages, model, request.audio)
+                or compose(
+                    model,
+                    now,
+                    question or None,
+                    earlier,
+                    len(request.audio),
+                    current.heard_seconds(rules),
+                )
             )
         thought = (
             current.reasoning(model, now, _last_text(messages), plan.effort)

@@ -16,6 +16,7 @@ from . import current
 from ._reply import ItemError, audio_tokens, compose, decode_item, estimate_tokens, split_tokens
 from .faults import Fault
 from .server import Frame, RecordedRequest, Reply
+from .typed import typed_reply
 
 __all__ = ["GENERATION", "NativeRoute"]
 
@@ -137,8 +138,10 @@ class NativeRoute:
             or None
         )
         earlier = sum(1 for m in messages[:last_user] if m.get("role") == "user")
-        text = self._override(request) or compose(
-            str(model), now, question, earlier, len(all_audio)
+        text = (
+            self._override(request)
+            or typed_reply(body, messages, str(model), all_audio)
+            or compose(str(model), now, question, earlier, len(all_audio))
         )
         usage = {
             "audio_tokens": audio_tokens(all_audio),

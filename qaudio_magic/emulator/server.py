@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from .faults import Fault, FaultPlan, default_error
@@ -81,6 +81,14 @@ class Reply:
 Route = Callable[["RecordedRequest", Fault], Reply]
 
 
+class RateLimiting(Protocol):
+    """What the server asks of its rate limits (``ratelimit.RateLimits``)."""
+
+    def admit(self, request: RecordedRequest) -> Reply | None: ...
+
+    def charged(self, request: RecordedRequest, reply: Reply) -> Reply: ...
+
+
 class _Headers(HTTPMessage):
     """Request headers, parsed by http.server as usual, except that a multipart
     Content-Type is not taken as a promise of MIME parts: the email parser behind
@@ -141,6 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "request_id": str(uuid.uuid4()),
                 },
             )
+        elif (refusal := self.server.over_rate_limit(record)) is not None:
+            reply = refusal
         elif fault.is_error:
             code, message = default_error(fault.status)
             reply = Reply(
@@ -178,6 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
         record.status = reply.status
+        if self.server.rate_limits is not None:
+            reply = self.server.rate_limits.charged(record, reply)
         # `latency` is the time before the response starts: the work above is part of it,
         # as a real service's own work is part of the latency its clients see.
         time.sleep(max(0.0, fault.latency - (time.monotonic() - received)))
@@ -365,6 +377,11 @@ class EmulatorServer(ThreadingHTTPServer):
         # an emulator serving inline audio for hours does not grow without bound
         self._kept_bytes = 0
         self._lock = threading.Lock()
+        self.rate_limits: RateLimiting | None = None  # set by the Emulator (ratelimit.py)
+
+    def over_rate_limit(self, request: RecordedRequest) -> Reply | None:
+        """The 429 that ``request`` gets for being over its model's rate limit, if any."""
+        return self.rate_limits.admit(request) if self.rate_limits is not None else None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Connections broken on purpose (reset faults) or by clients are not news."""
