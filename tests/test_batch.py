@@ -63,6 +63,8 @@ class InFlight:
 
 def test_200_clips_concurrently_with_progress(session: Session, emu: Emulator, clips) -> None:
     emu.add_fault("latency=0.1")
+    # the first 16 are held 3 s: all 16 workers are surely in flight together by then
+    emu.add_fault("latency=3;times=16")
     session.configure(concurrency=16)
     gauge = InFlight(session)
     seen: list[tuple[int, int]] = []
@@ -210,9 +212,11 @@ def test_ctrl_c_signal_while_all_requests_wait(
 
     pressed: list[float] = []
 
+    before = len(emu.generation_requests())
+
     def press_once_four_wait() -> None:
         deadline = time.monotonic() + 60
-        while len(emu.generation_requests()) < 4 and time.monotonic() < deadline:
+        while len(emu.generation_requests()) < before + 4 and time.monotonic() < deadline:
             time.sleep(0.01)
         pressed.append(time.perf_counter())
         _thread.interrupt_main()
@@ -224,8 +228,8 @@ def test_ctrl_c_signal_while_all_requests_wait(
     presser.join()
     assert answers.interrupted and not answers.answered
     assert took < SLOW / 3, f"Ctrl-C took {took:.1f} s"  # the emulator held each SLOW s
-    assert len(emu.generation_requests()) == 4  # nothing was started after Ctrl-C
-    assert not any(r.completed for r in emu.generation_requests())
+    assert len(emu.generation_requests()) == before + 4  # nothing was started after Ctrl-C
+    assert not any(r.completed for r in emu.generation_requests()[before:])
     assert not _batch_threads()
     assert not _client_sockets(emu.port)
 

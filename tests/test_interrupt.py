@@ -163,15 +163,17 @@ def test_ctrl_c_stops_a_question(ip, emu: Emulator, audio: Path, where: str, how
 
 
 def _batch_cue(fault: str, emu: Emulator) -> Callable[[], bool]:
-    """When to press Ctrl-C in a batch of 6 at 3 in flight."""
+    """When to press Ctrl-C in a batch of 6 at 3 in flight (counting from now: a request
+    of an earlier test that reached the emulator late must not set it off)."""
+    calls, uploads = len(emu.generation_requests()), len(emu.upload_requests())
     if fault.startswith("latency"):
-        return _held(emu.generation_requests, 3)
+        return _held(emu.generation_requests, calls + 3)
     if fault.startswith("status"):
-        return _refused(emu.generation_requests, 3)
+        return _refused(emu.generation_requests, calls + 3)
     if fault.startswith("slow_upload"):
-        return _held(emu.upload_requests, 1)
+        return _held(emu.upload_requests, uploads + 1)
     # a third event sent: the first left two seconds before, so its text reached the table
-    return lambda: any(len(r.events_at) >= 3 for r in emu.generation_requests())
+    return lambda: any(len(r.events_at) >= 3 for r in emu.generation_requests()[calls:])
 
 
 @pytest.mark.timeout(120)
@@ -228,7 +230,9 @@ def test_interrupted_python_call_raises_interrupted(
     from qaudio_magic import ask_audio
 
     emu.add_fault(f"latency={SLOW}")
-    ctrl_c = CtrlC("interrupt_main", _held(emu.generation_requests))
+    ctrl_c = CtrlC(
+        "interrupt_main", _held(emu.generation_requests, len(emu.generation_requests()) + 1)
+    )
     with pytest.raises(Interrupted):
         ask_audio(audio / "speech_en.wav", "Q", display=False)
     assert ctrl_c.took() < WITHIN

@@ -14,13 +14,15 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from qaudio_magic._net import SlicedStream, interruptible_transport, sliced_sleep
@@ -38,6 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/slow":  # holds its answer until the test is over
+            self.server.slow_asked.set()
             self.server.release.wait(60)
             self.server.slow_answered.set()
         body = BIG if self.path == "/big" else b"ok"
@@ -64,10 +67,11 @@ class _Quiet(ThreadingHTTPServer):
     # /slow answers only when `release` is set (at teardown): a client that returns before
     # then stopped waiting on its own (a timeout, Ctrl-C) while the server still held it
     release: threading.Event
+    slow_asked: threading.Event
     slow_answered: threading.Event
 
     def server_activate(self) -> None:
-        self.release, self.slow_answered = threading.Event(), threading.Event()
+        self.release, self.slow_asked, self.slow_answered = (threading.Event() for _ in "abc")
         super().server_activate()
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -127,8 +131,38 @@ def _client(certificate: tuple[Path, Path] | None = None, **timeouts: float) -> 
         verify = ssl.create_default_context(cafile=str(certificate[0]))
     return httpx.Client(
         transport=interruptible_transport(verify=verify),
-        timeout=httpx.Timeout(5.0, **timeouts),
+        timeout=httpx.Timeout(60.0, **timeouts),  # a guard against hanging; tests set their own
     )
+
+
+def _press_ctrl_c_when(ready: Callable[[], bool]) -> threading.Thread:
+    """Ctrl-C (``interrupt_main``, as ipykernel on Windows) once ``ready()`` holds: where the
+    test wants it, however long a loaded machine takes to get there."""
+
+    def press() -> None:
+        deadline = time.monotonic() + 60
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
+    return presser
+
+
+def _main_thread_in(function: str) -> Callable[[], bool]:
+    """Ready when the main thread is running ``function``."""
+    main = threading.main_thread().ident
+
+    def ready() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return True
+            frame = frame.f_back
+        return False
+
+    return ready
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -165,15 +199,22 @@ def test_ctrl_c_stops_a_wait_within_a_slice(
     host = plain if scheme == "http" else tls
     with _client(certificate) as client:
         client.get(f"{scheme}://{host}/ok")  # connected, and kept alive
-        timer = threading.Timer(0.3, _thread.interrupt_main)
-        timer.start()
         with pytest.raises(KeyboardInterrupt):
+            presser = _press_ctrl_c_when(SERVERS[host].slow_asked.is_set)
             client.get(f"{scheme}://{host}/slow")
-        timer.join()
+        presser.join()
         # interrupt_main wakes no system call: only a read waiting in slices sees Ctrl-C
         # while the server still holds its answer (an unsliced one would wait 60 s for it)
         assert not SERVERS[host].slow_answered.is_set()
         assert client.get(f"{scheme}://{host}/ok").text == "ok"  # the client still works
+
+
+def _connecting_to(port: int) -> bool:
+    """This process has a connection to ``port`` waiting for the SYN's answer."""
+    return any(
+        c.raddr and c.raddr.port == port and c.status == psutil.CONN_SYN_SENT
+        for c in psutil.Process().net_connections(kind="tcp")
+    )
 
 
 def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
@@ -199,15 +240,14 @@ def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
             with pytest.raises(httpx.ConnectTimeout):
                 client.get(f"http://127.0.0.1:{port}/")
             assert time.perf_counter() - started >= 0.3
-        timer = threading.Timer(0.3, _thread.interrupt_main)
-        timer.start()
         with _client(connect=60) as client:
             started = time.perf_counter()
             with pytest.raises(KeyboardInterrupt):
+                presser = _press_ctrl_c_when(lambda: _connecting_to(port))
                 client.get(f"http://127.0.0.1:{port}/")
             # Ctrl-C while connecting, long before the 60 s connect timeout (how soon: bench)
             assert time.perf_counter() - started < 30
-            timer.join()
+            presser.join()
     finally:
         for s in fillers:
             s.close()
@@ -218,10 +258,9 @@ def test_sliced_sleep_sleeps_and_stops_on_ctrl_c() -> None:
     started = time.perf_counter()
     sliced_sleep(0.25)
     assert time.perf_counter() - started >= 0.25
-    timer = threading.Timer(0.2, _thread.interrupt_main)
-    timer.start()
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
+        presser = _press_ctrl_c_when(_main_thread_in("sliced_sleep"))
         sliced_sleep(120)
     assert time.perf_counter() - started < 60  # stopped, not slept out (how soon: bench)
-    timer.join()
+    presser.join()
