@@ -47,7 +47,8 @@ Subcommands (line magic):
   %qaudio key [--clear]     enter the DashScope API key (hidden; kept in memory only)
   %qaudio key --openai [--clear]  the same for openai:MODEL servers ($OPENAI_API_KEY)
   %qaudio emulator [auto|on|off]  use the built-in offline emulator
-  %qaudio export FILE       save the current conversation as JSON (no audio, no key)
+  %qaudio export FILE [--paths]  save the current conversation as JSON (clip names and
+                            sha256; no audio, no key; local paths only with --paths)
   %qaudio usage [--reset]   audio seconds and tokens spent per model; what the cache saved
   %qaudio cache [clear]     where the response cache is, how big, and its mode
   %qaudio record [NAME] [--max SECONDS]  show a recorder; NAME (default mic) is its latest take
@@ -68,8 +69,8 @@ def run_subcommand(magic: QAudioMagic, line: str) -> Any:
             # with an empty body, so the line magic is how an empty question is typed.
             return magic.ask(line, "")
         raise UsageError(
-            f"unknown subcommand {name!r}; `%qaudio help` lists them (to ask a question "
-            "use the cell magic %%qaudio; `%qaudio SOURCE` sends audio alone)"
+            f"unknown subcommand {name!r}; %qaudio help lists them (to ask a question "
+            "use the cell magic %%qaudio; %qaudio SOURCE sends audio alone)"
         )
     return handler(magic, rest)
 
@@ -121,7 +122,7 @@ def _history(magic: QAudioMagic, rest: list[str]) -> None:
             (str(i), clips, turn.question or "(voice chat)", short(turn.answer, 80), tokens)
         )
     _show(
-        f"Conversation '{conv.name}': {len(rows)} turns",
+        f"Conversation '{conv.name}': {plural(len(rows), 'turn')}",
         ("#", "clips", "question", "answer", "tokens"),
         rows,
     )
@@ -230,12 +231,17 @@ def _cache(magic: QAudioMagic, rest: list[str]) -> None:
 
 
 def _export(magic: QAudioMagic, rest: list[str]) -> None:
-    if not rest:
-        raise UsageError("usage: %qaudio export FILE.json")
+    paths = "--paths" in rest
+    files = [w for w in rest if w != "--paths"]
+    if len(files) != 1 or files[0].startswith("-"):
+        raise UsageError("usage: %qaudio export FILE.json [--paths]")
     conv = magic.session.conversations.current
-    Path(rest[0]).write_text(json.dumps(conv.to_dict(), ensure_ascii=False, indent=1))
+    data = conv.to_dict(paths=paths)
+    Path(files[0]).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+    kept = "with local paths" if paths else "no local paths"
     print(
-        f"Saved '{conv.name}' ({plural(len(conv), 'turn')}) to {rest[0]} (no audio bytes, no key)."
+        f"Saved '{conv.name}' ({plural(len(conv), 'turn')}) to {files[0]} "
+        f"(clip names and sha256; {kept}; no audio bytes, no key)."
     )
 
 

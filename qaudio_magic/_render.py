@@ -56,7 +56,11 @@ _STYLE = (
     ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}"
     ".qaudio-thinking summary{color:var(--jp-ui-font-color2,#666);font-size:0.85em;cursor:pointer}"
     ".qaudio-thinking .qaudio-reasoning{white-space:pre-wrap;color:var(--jp-ui-font-color2,#666);"
-    "font-size:0.85em;margin:0.3em 0 0.3em 1em}</style>"
+    "font-size:0.85em;margin:0.3em 0 0.3em 1em}"
+    ".qaudio-answer .qaudio-still{display:block;margin:2px 0 4px}"
+    # the static waveform picture is for saved notebooks: hidden where a live player renders
+    ".jp-OutputArea:has(.qaudio-player) .qaudio-still,"
+    ".output:has(.qaudio-player) .qaudio-still{display:none}</style>"
 )
 
 
@@ -115,6 +119,8 @@ def bundle(
     segments: Sequence[str] = (),
     data: Mapping[str, Any] | None = None,
     reasoning: str = "",
+    context: str | None = None,
+    pictures: Sequence[str] = (),
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Mime bundle (text/html + text/plain) and metadata for one answer.
 
@@ -123,6 +129,9 @@ def bundle(
     ``data``: a typed answer's fields, shown as a small escaped table with the model's
     raw text folded under it (``<details>``) instead of rendered.
     ``reasoning``: a thinking model's reasoning, as a collapsed block above the answer.
+    ``context``: the conversation line of a follow-up (which turn, which clips are sent
+    again). ``pictures``: static waveform pictures (``_picture.picture_html``, our own
+    markup, never model text) for saved notebooks.
     """
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
@@ -130,6 +139,9 @@ def bundle(
     if question:
         head += f" — <i>{esc(_clip_text(question, 160))}</i>"
     parts.append(f'<div class="qaudio-meta">{head}</div>')
+    if context:
+        parts.append(f'<div class="qaudio-meta">{_bits(context)}</div>')
+    parts.extend(pictures)
     parts.extend(f'<div class="qaudio-note">{esc(n)}</div>' for n in notes)
     if reasoning:
         parts.append(_thinking_html(reasoning, streaming=False))
@@ -145,12 +157,14 @@ def bundle(
     if segments:
         parts.append(f'<div class="qaudio-meta">⏱ times: {esc(", ".join(segments))}</div>')
     if footer:
-        parts.append(f'<div class="qaudio-meta">{esc(footer)}</div>')
+        parts.append(f'<div class="qaudio-meta">{_bits(footer)}</div>')
     parts.append("</div>")
 
     plain = [f"[{clips_line}]" if clips_line else "[follow-up]"]
     if question:
         plain[0] += f" {question}"
+    if context:
+        plain.append(context)
     plain.extend(f"note: {n}" for n in notes)
     if reasoning:
         plain.append(_thinking_title(reasoning, streaming=False) + " — see .reasoning")
@@ -167,6 +181,15 @@ def bundle(
         plain.append(f"-- {footer}")
     data = {"text/html": "".join(parts), "text/plain": "\n".join(plain)}
     return data, {"qaudio": metadata or {}}
+
+
+def _bits(line: str) -> str:
+    """A ``·``-separated line, escaped, wrapping only between its parts (a request id or a
+    clip name never breaks in the middle). Inline style: JupyterLab keeps it in untrusted
+    notebooks, where it drops ``<style>``."""
+    return " · ".join(
+        f'<span style="white-space:nowrap">{html.escape(bit)}</span>' for bit in line.split(" · ")
+    )
 
 
 def _clip_text(text: str, limit: int) -> str:

@@ -67,6 +67,11 @@ class Answer:
     emotion: str | None = None  # speech recognition: the speaker's emotion, as annotated
     # A typed question's answer (``schema=``): the fields, validated and typed
     data: dict[str, Any] | None = None
+    # "conversation default, turn 3 · also sent: a.wav (7.0 s)" for a turn that continues one
+    context: str | None = None
+    clip_labels: tuple[str, ...] = ()  # what was sent of each clip ("a.wav [0–30 s] · 30.0 s")
+    unknown_audio: int = 0  # clips whose length the kernel does not know (URLs)
+    pictures: tuple[str, ...] = field(default=(), repr=False)  # static waveforms (saved notebooks)
     _shown_in: int | None = field(default=None, repr=False)  # execution count of the live view
 
     def __str__(self) -> str:
@@ -75,15 +80,23 @@ class Answer:
     # ------------------------------------------------------------------ presentation
     @property
     def clips_line(self) -> str:
-        return ", ".join(c.label() for c in self.clips)
+        """What was sent, as the live view's header said it."""
+        return ", ".join(self.clip_labels or [c.label() for c in self.clips])
 
     def footer(self) -> str:
         """Model · audio · usage · latency · request id, as one line."""
         bits = [f"{self.model} (cached)" if self.cached else self.model]
         if self.audio_seconds or self.estimated_audio_tokens:
-            audio = f"audio {self.audio_seconds:.1f} s"
+            if not self.unknown_audio:
+                audio = f"audio {self.audio_seconds:.1f} s"
+            else:  # a URL is fetched by the service: its length is not known here
+                urls = plural(self.unknown_audio, "URL clip")
+                known = f"{self.audio_seconds:.1f} s + " if self.audio_seconds else ""
+                audio = f"audio {known}{urls} of unknown length"
             if self.estimated_audio_tokens:  # 0: billed by the second (speech recognition)
-                audio += f" ≈ {self.estimated_audio_tokens} tok"
+                audio += (" ≤ " if self.unknown_audio else " ≈ ") + (
+                    f"{self.estimated_audio_tokens} tok"
+                )
             if self.usage and self.usage.audio_tokens is not None:
                 audio += f" (service: {self.usage.audio_tokens})"
             bits.append(audio)
@@ -124,7 +137,7 @@ class Answer:
             "request_id": self.request_id,
             "conversation": self.conversation,
             "usage": self.usage.as_dict() if self.usage else None,
-            "clips": [c.describe() for c in self.clips],
+            "clips": [c.describe(paths=False) for c in self.clips],
             "segments": [[s.start, s.end] for s in self.segments],
             "cached": self.cached,
             **({"language": self.language} if self.language else {}),
@@ -147,17 +160,25 @@ class Answer:
             segments=[s.label() for s in self.segments],
             reasoning=self.reasoning,
             data=self.data,
+            context=self.context,
+            pictures=self.pictures,
         )
         data["text/markdown"] = _inert_markdown(self.text)
         return data, md
 
     def _ipython_display_(self) -> None:
-        """Display, unless this very cell already shows the answer live (no double output)."""
+        """Display, unless this very cell already shows the answer live (no double output):
+        a notebook then gets no second copy, a terminal's ``Out[n]:`` only the one-line repr.
+        ``_`` and ``Out[n]`` hold the answer either way."""
         from IPython import get_ipython
         from IPython.display import display
 
         shell = get_ipython()
         if shell is not None and self._shown_in == shell.execution_count:
+            from .view import display_mode
+
+            if display_mode() == "plain":
+                print(repr(self))
             return
         data, md = self._repr_mimebundle_()
         display(data, metadata=md, raw=True)
@@ -349,7 +370,7 @@ class Answers(Sequence[Result]):
             "question": self.question,
             "items": [
                 {
-                    "clips": [c.describe() for c in r.clips],
+                    "clips": [_describe(c) for c in r.clips],
                     "request_id": r.request_id,
                     "cached": r.cached,
                     "error": r.error.one_line() if isinstance(r, Failure) else None,
@@ -458,6 +479,15 @@ def with_typed_columns(
     typed = typed_frame(schema, rows, index=frame.index)
     typed.columns = [f"data_{c}" if c in frame.columns else c for c in typed.columns]
     return pd.concat([frame, typed], axis=1)
+
+
+def _describe(clip: AudioClip) -> dict[str, Any]:
+    """A clip's facts for output metadata, without paths; a clip that cannot be read or
+    decoded (a failed row) is named only, never measured again."""
+    try:
+        return clip.describe(paths=False)
+    except QAudioError:
+        return {"name": clip.name, "kind": clip.kind}
 
 
 def _source_of(clips: Sequence[AudioClip]) -> str:

@@ -30,7 +30,11 @@ if TYPE_CHECKING:  # markdown-it and the view load on the first question, not at
     from .schema import Schema, SchemaLike
     from .view import AnswerView
 
-__all__ = ["ask_audio"]
+__all__ = ["NEW_TIP", "ask_audio"]
+
+# Said once per session, in the header of the first answer whose new clip joined a
+# conversation about another one (Qwen-Audio is built for several clips in one conversation).
+NEW_TIP = "add --new (new=True) to ask about the new clip alone"
 
 
 def ask_audio(
@@ -198,17 +202,24 @@ def ask_audio(
     if dry_run:
         return plan.dry_run(backend)
 
+    if plan.mixes_clips and plan.context and "new" not in sess.tips_shown:  # once per session
+        sess.tips_shown.add("new")
+        plan = replace(plan, context=f"{plan.context} · {NEW_TIP}")
+
     mode = display_mode() if display is None else ("rich" if display else None)
     if display and mode is None:
         mode = "plain"
-    view = (
-        AnswerView(
-            plan.prepared, question=question, notes=plan.notes, mode=mode, thinking=plan.thinking
+    view = None
+    if mode:
+        view = AnswerView(
+            plan.prepared,
+            question=question,
+            notes=plan.notes,
+            mode=mode,
+            thinking=plan.thinking,
+            context=plan.context,
+            reference=plan.reference,
         )
-        if mode
-        else None
-    )
-    if view is not None:
         view.start()
 
     data: dict[str, Any] | None = None
@@ -235,31 +246,47 @@ def ask_audio(
             if repaired:
                 plan = replace(plan, notes=(*plan.notes, repaired))
     except KeyboardInterrupt:
-        if view is not None:
-            view.fail("⏹ Interrupted: partial answer shown; the conversation was not changed.")
-        raise Interrupted(
-            "interrupted: the partial answer is kept on screen; the conversation was not changed"
-        ) from None
+        raise _interrupted(view, "") from None
     except QAudioError as exc:
         if view is not None:
-            view.fail(f"⚠ Incomplete: {exc.one_line()} The conversation was not changed.")
+            if view.arrived:  # cut after its text began: keep it, say why
+                view.fail(
+                    f"⚠ Incomplete: {_sentence(exc.one_line())} The conversation was not changed."
+                )
+            else:  # nothing arrived: the error's one line is all there is to show
+                view.discard()
         raise
+    try:  # everything about the turn is done before it is recorded
+        answer = answer_for(plan, outcome, conversation=conv.name)
+        answer.data = data
+        footer, metadata = answer.footer(), answer.metadata()
+    except KeyboardInterrupt:
+        raise _interrupted(view, " while the answer was being read") from None
     record(plan, outcome)
     if new:
         sess.conversations.adopt(conv)
-    answer = answer_for(plan, outcome, conversation=conv.name)
-    answer.data = data
     if view is not None:
-        view.finish(
-            answer.footer(),
-            answer.metadata(),
-            segments=answer.segments,
-            reference=plan.reference,
-            data=data,
-            spoken=answer.audio,
-        )
-        if view.mode == "rich":
-            answer._shown_in = _execution_count()
+        spoken = answer.audio
+        try:
+            view.finish(
+                footer,
+                metadata,
+                segments=answer.segments,
+                reference=plan.reference,
+                data=data,
+                spoken=spoken,
+            )
+        except KeyboardInterrupt:  # the turn is complete and recorded: show it whole anyway
+            view.finish(
+                footer,
+                metadata,
+                segments=answer.segments,
+                reference=plan.reference,
+                data=data,
+                spoken=spoken,
+            )
+        answer.pictures = tuple(view.pictures)
+        answer._shown_in = _execution_count()
     return answer
 
 
@@ -272,6 +299,25 @@ def _repair_note(view: AnswerView | None) -> Callable[[str], None] | None:
         view.restart(f"the answer did not match the schema ({problem}); asking once more")
 
     return note
+
+
+def _interrupted(view: AnswerView | None, when: str) -> Interrupted:
+    """Ctrl-C before the turn was recorded: the same report wherever it struck."""
+    unchanged = "the conversation was not changed"
+    if view is not None and view.arrived:
+        if when:  # the whole answer had arrived
+            view.fail(f"⏹ Interrupted{when}: it is shown, but {unchanged}.")
+        else:
+            view.fail(f"⏹ Interrupted: partial answer shown; {unchanged}.")
+        kept = "the answer" if when else "the partial answer"
+        return Interrupted(f"interrupted{when}: {kept} is kept on screen; {unchanged}")
+    if view is not None:
+        view.discard()
+    return Interrupted(f"interrupted{when or ' before the answer began'}; {unchanged}")
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?", "。")) else text + "."
 
 
 def _execution_count() -> int | None:

@@ -310,10 +310,14 @@ class AudioClip:
     def _as_audio_clip_(self) -> AudioClip:
         return self
 
-    def describe(self) -> dict[str, Any]:
-        """JSON-able facts (no audio bytes): for history export and output metadata."""
+    def describe(self, *, paths: bool = False) -> dict[str, Any]:
+        """JSON-able facts (no audio bytes): for history export and output metadata.
+
+        A local file's path (which names the user's folders) is left out unless ``paths``;
+        a URL is kept, it is the only name remote audio has.
+        """
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "sha256": self.sha256}
-        if self.kind in ("path", "url", "oss"):
+        if self.kind in ("url", "oss") or (paths and self.kind == "path"):
             out["location"] = self.location
         if self.is_windowed:
             out["window"] = [self.start, self.end]

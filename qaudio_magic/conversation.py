@@ -1,9 +1,11 @@
 """Conversations: ordered turns, a per-kernel registry of named ones, and what history to send.
 
-The conversation, not the backend, decides which history goes out: everything that fits
-the model's input budget, oldest turns dropped first (the caller shows a note). A turn is
-appended only after its answer completed, so a failed or interrupted turn leaves the
-conversation exactly as it was.
+The conversation, not the backend, decides which history goes out (:meth:`Conversation.history`).
+The turns that carry audio are what the conversation is about, so they are kept as long as
+they fit: text-only turns go first (oldest first), and only when the audio turns alone are
+over the input budget (or ``max_history_turns``) are the oldest of those dropped. Every drop
+is named in one line (:meth:`History.note`). A turn is appended only after its answer
+completed, so a failed or interrupted turn leaves the conversation exactly as it was.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._format import plural
 from .backends.base import Usage
 from .clip import AudioClip
 from .errors import InputError
 
-__all__ = ["Conversation", "Conversations", "Turn", "estimate_text_tokens"]
+__all__ = ["Conversation", "Conversations", "History", "Turn", "estimate_text_tokens"]
 
 
 def estimate_text_tokens(text: str | None) -> int:
@@ -44,8 +47,9 @@ class Turn:
     # A thinking model's reasoning: exported apart from the answer, never sent as history
     reasoning: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able record without audio bytes (clips are named and hashed)."""
+    def to_dict(self, *, paths: bool = False) -> dict[str, Any]:
+        """JSON-able record without audio bytes (clips are named and hashed; local paths
+        only with ``paths``)."""
         return {
             "question": self.question,
             "answer": self.answer,
@@ -53,7 +57,7 @@ class Turn:
             "usage": self.usage.as_dict() if self.usage else None,
             "request_id": self.request_id,
             "created": self.created.isoformat(),
-            "clips": [c.describe() for c in self.clips],
+            "clips": [c.describe(paths=paths) for c in self.clips],
             **({"reasoning": self.reasoning} if self.reasoning else {}),
         }
 
@@ -78,12 +82,56 @@ class Turn:
 def _restore_clip(item: dict[str, Any]) -> list[AudioClip]:
     location = item.get("location")
     if not location:
-        raise InputError(
-            f"{item.get('name')}: this clip was held in memory and is not in the export"
+        why = (
+            "this clip was held in memory"
+            if item.get("kind") != "path"
+            else "the export holds no paths (%qaudio export FILE --paths keeps them)"
         )
+        raise InputError(f"{item.get('name')}: {why}; its audio cannot be restored")
     clip = AudioClip.from_source(location)
     window = item.get("window")
     return [clip.window_of(window[0], window[1]) if window else clip]
+
+
+@dataclass(frozen=True)
+class History:
+    """The earlier turns sent with a question, and those left out (with why)."""
+
+    turns: tuple[Turn, ...]
+    dropped: tuple[Turn, ...] = ()
+    reasons: tuple[str, ...] = ()  # "budget" and/or "max_history_turns = N"
+
+    def note(self, input_tokens: int) -> str | None:
+        """One line naming what was not sent and why, and which clips still are;
+        None when nothing was dropped. ``input_tokens``: the model's input budget."""
+        if not self.dropped:
+            return None
+        questions = sum(1 for t in self.dropped if not t.clips)
+        with_audio = [t for t in self.dropped if t.clips]
+        what = []
+        if questions:
+            what.append(plural(questions, "earlier question"))
+        kept = [c for t in self.turns for c in t.clips]
+        if with_audio:
+            gone = [c for t in with_audio for c in t.clips if c.name not in {k.name for k in kept}]
+            names = f" ({_clip_names(gone, the=False)})" if gone else ""
+            what.append(f"{plural(len(with_audio), 'earlier turn')} with audio{names}")
+        why = [
+            f"over the {input_tokens:,}-token input budget" if r == "budget" else r
+            for r in self.reasons
+        ]
+        line = f"{' and '.join(what)} not sent ({' and '.join(why)})"
+        if kept:
+            verb = "is" if len({c.name for c in kept}) == 1 else "are"
+            line += f"; {_clip_names(kept)} {verb} still sent"
+        return line
+
+
+def _clip_names(clips: Iterable[AudioClip], *, the: bool = True, most: int = 3) -> str:
+    """``'the clip a.wav'``, ``'the clips a.wav, b.wav'``, ``'a.wav, b.wav, c.wav (+2 more)'``."""
+    names = list(dict.fromkeys(c.name for c in clips))
+    shown = ", ".join(names[:most]) + (f" (+{len(names) - most} more)" if len(names) > most else "")
+    return f"the clip{'s' if len(names) > 1 else ''} {shown}" if the else shown
 
 
 class Conversation:
@@ -127,30 +175,44 @@ class Conversation:
         cost: Callable[[Turn], int],
         *,
         max_turns: int | None = None,
-    ) -> tuple[tuple[Turn, ...], int]:
-        """The newest turns whose total ``cost`` fits ``budget``; also how many were dropped.
+    ) -> History:
+        """The earlier turns to send: at most ``max_turns``, whose total ``cost`` fits ``budget``.
 
-        Turns are kept whole and contiguous: once one does not fit, nothing older goes.
+        What goes when something must: the oldest text-only turn, then the next oldest
+        text-only one; only when none is left, the oldest turn with audio. Kept turns stay
+        whole and in conversation order.
         """
         turns = self.turns
-        if max_turns is not None and max_turns >= 0:
-            turns = turns[len(turns) - max_turns :] if max_turns else ()
-        kept: list[Turn] = []
-        used = 0
-        for turn in reversed(turns):
-            c = cost(turn)
-            if used + c > budget:
-                break
-            kept.append(turn)
-            used += c
-        kept.reverse()
-        return tuple(kept), len(self._turns) - len(kept)
+        costs = [cost(t) for t in turns]
+        keep = [True] * len(turns)
+        reasons: list[str] = []
 
-    def to_dict(self) -> dict[str, Any]:
+        def drop_one(reason: str) -> None:
+            for with_audio in (False, True):
+                for i, turn in enumerate(turns):
+                    if keep[i] and bool(turn.clips) == with_audio:
+                        keep[i] = False
+                        if reason not in reasons:
+                            reasons.append(reason)
+                        return
+
+        if max_turns is not None and max_turns >= 0:
+            while sum(keep) > max_turns:
+                drop_one(f"max_history_turns = {max_turns}")
+        while sum(c for c, k in zip(costs, keep, strict=True) if k) > max(budget, 0):
+            drop_one("budget")
+        return History(
+            tuple(t for t, k in zip(turns, keep, strict=True) if k),
+            tuple(t for t, k in zip(turns, keep, strict=True) if not k),
+            tuple(reasons),
+        )
+
+    def to_dict(self, *, paths: bool = False) -> dict[str, Any]:
+        """JSON-able, without audio bytes; local paths only with ``paths``."""
         return {
             "name": self.name,
             "system": self.system,
-            "turns": [t.to_dict() for t in self._turns],
+            "turns": [t.to_dict(paths=paths) for t in self._turns],
         }
 
     @classmethod

@@ -114,14 +114,14 @@ _ACCOUNT_CODES = frozenset(
 _FINAL_CODES = _ACCOUNT_CODES | {"DataInspectionFailed", "InvalidParameter"}
 
 _HINTS = {
-    "InvalidApiKey": "set DASHSCOPE_API_KEY or run `%qaudio key`",
+    "InvalidApiKey": "set DASHSCOPE_API_KEY or run %qaudio key",
     "AllocationQuota.FreeTierOnly": (
         "the Qwen-Audio free quota is spent (it has no paid tier); "
-        "try a Qwen-Omni model, e.g. `-m qwen3-omni-flash`"
+        "try a Qwen-Omni model, e.g. -m qwen3-omni-flash"
     ),
     "Throttling.AllocationQuota": "the token quota is spent; try a Qwen-Omni model",
     "Arrearage": "the Alibaba Cloud account is overdue",
-    "ModelNotFound": "see `%qaudio models` for known model names",
+    "ModelNotFound": "see %qaudio models for known model names",
 }
 
 

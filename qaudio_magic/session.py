@@ -42,6 +42,7 @@ class Session:
         self.emulator: Any = None  # a running in-process emulator, when `%qaudio emulator` is on
         self._before_emulator: tuple[Secret | None, Secret | None, str, str] | None = None
         self.usage = UsageMeter()  # what this session spent, per model (`%qaudio usage`)
+        self.tips_shown: set[str] = set()  # one-time hints already given (e.g. "new")
         # This process's part of the account's rate limits (a Dask worker's session: 1/N)
         self.rate_share = 1.0
 
@@ -127,10 +128,10 @@ class Session:
                 service="DashScope compatible mode",
                 missing_key=lambda: MissingKeyError(
                     "no DashScope API key (Qwen-Omni uses the same key as Qwen-Audio)",
-                    hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` "
+                    hint="set DASHSCOPE_API_KEY, run %qaudio key, or %qaudio emulator "
                     "to try offline",
                 ),
-                key_hint="set DASHSCOPE_API_KEY or run `%qaudio key`",
+                key_hint="set DASHSCOPE_API_KEY or run %qaudio key",
                 timeouts=s.timeouts,
                 headers=s.headers,
             )
@@ -141,7 +142,7 @@ class Session:
             dialect="openai",
             service=f"OpenAI-compatible server {urlsplit(url).netloc}",
             key_required=False,
-            key_hint="set OPENAI_API_KEY or run `%qaudio key --openai`",
+            key_hint="set OPENAI_API_KEY or run %qaudio key --openai",
             timeouts=s.timeouts,
         )
 

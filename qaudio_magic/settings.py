@@ -55,7 +55,7 @@ def _setting(default: Any, help: str, **limits: Any) -> Any:
 class Settings:
     """Everything configurable (mirrored by ``%config QAudioMagic.*``); never the key."""
 
-    model: str = _setting(DEFAULT_MODEL, "Model; the name selects the route (see `%qaudio models`)")
+    model: str = _setting(DEFAULT_MODEL, "Model; the name selects the route (see %qaudio models)")
     base_url: str = _setting(
         "",
         "DashScope API base URL; empty: $DASHSCOPE_HTTP_BASE_URL, then the region's endpoint",
@@ -73,7 +73,12 @@ class Settings:
     )
     stream: bool = _setting(True, "Stream answers as they are generated")
     system: str = _setting("", "System prompt for new conversations")
-    max_history_turns: int = _setting(20, "Most earlier turns sent with a question", low=0)
+    max_history_turns: int = _setting(
+        20,
+        "Most earlier question/answer turns sent with a question (turns with audio are "
+        "kept first, text-only ones dropped first)",
+        low=0,
+    )
     connect_timeout: float = _setting(10.0, "Seconds to wait for a connection", low=0.001)
     timeout: float = _setting(
         60.0, "Seconds to wait for the first byte and between streamed chunks", low=0.001
@@ -156,8 +161,8 @@ class Settings:
         if not url:
             raise ConfigError(
                 "openai:MODEL needs the server's base URL",
-                hint="pass --base-url http://HOST:8000/v1, or `%config QAudioMagic.openai_base_url"
-                " = '…'`, or set OPENAI_BASE_URL",
+                hint="pass --base-url http://HOST:8000/v1, or %config QAudioMagic.openai_base_url"
+                " = '…', or set OPENAI_BASE_URL",
             )
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"openai base URL {url!r} must start with http:// or https://")
@@ -215,7 +220,7 @@ def check(name: str, value: Any) -> Any:
                 raise ConfigError(str(exc)) from None
     if name == "headers":
         if any(k.lower() == "authorization" for k in value):
-            raise ConfigError("put the key in DASHSCOPE_API_KEY or `%qaudio key`, not in headers")
+            raise ConfigError("put the key in DASHSCOPE_API_KEY or %qaudio key, not in headers")
         value = {str(k): str(v) for k, v in value.items()}
     return value
 

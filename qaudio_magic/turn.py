@@ -19,6 +19,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._format import span
 from ._prepare import prepare
 from ._ratelimit import RateLimiter, route_limiter
 from ._retry import RetryPolicy, with_retries
@@ -40,7 +41,7 @@ from .backends.base import (
 )
 from .cache import CacheMode, describe_request, key_of, request_material, route_of
 from .clip import AudioClip
-from .conversation import Conversation, Turn, estimate_text_tokens
+from .conversation import Conversation, History, Turn, estimate_text_tokens
 from .errors import CacheMissError, InputError
 from .model_rules import longer_audio_note, shape_request
 from .models import lookup
@@ -77,6 +78,11 @@ class TurnPlan:
     conversation: Conversation
     thinking: bool = False  # the model will reason first (shown apart from the answer)
     voice: str | None = None  # a spoken answer was asked for, in this voice
+    # "conversation default, turn 3 · also sent: a.wav (7.0 s)": the answer's header line
+    # for a turn that continues a conversation (None for its first turn)
+    context: str | None = None
+    # new audio joins a conversation whose earlier, other audio is sent again with it
+    mixes_clips: bool = False
 
     @property
     def reference(self) -> PreparedAudio | None:
@@ -128,17 +134,25 @@ def plan_turn(
     check_clip_count(len(clips), model, limits)  # before decoding a thousand files
     ready = tuple(prepared) if prepared is not None else tuple(prepare(c, limits) for c in clips)
     single = spec.single_turn or spec.transcribes  # the captioner, speech recognition
-    messages, history_notes = _messages(
+    messages, history = _messages(
         conversation, ready, asked.question, limits, max_history_turns, single=single
     )
     longer = longer_audio_note(spec, ready)
+    dropped = history.note(limits.max_input_tokens)
     notes = (
         *asked.notes,
         *(n for p in ready for n in p.notes),
         *((longer,) if longer else ()),
-        *history_notes,
+        *((dropped,) if dropped else ()),
     )
     request = Request(model=model, messages=tuple(messages), params=asked.params, stream=stream)
+    earlier = _sent_again(history, limits)
+    context = None
+    if len(conversation) and not single:
+        context = f"conversation {conversation.name}, turn {len(conversation) + 1}"
+        if earlier:
+            context += f" · also sent: {_names(earlier)}"
+    own = {_identity(p) for p in ready}
     return TurnPlan(
         request,
         tuple(clips),
@@ -149,7 +163,38 @@ def plan_turn(
         conversation,
         thinking=asked.thinking,
         voice=asked.voice,
+        context=context,
+        mixes_clips=bool(ready) and any(_identity(p) not in own for p in earlier),
     )
+
+
+def _identity(p: PreparedAudio) -> tuple[object, ...]:
+    return (p.clip.sha256 if not p.clip.is_remote else p.url, p.start, p.seconds)
+
+
+def _sent_again(history: History, limits: Limits) -> list[PreparedAudio]:
+    """The earlier clips sent again with this turn, each once, in order."""
+    seen: dict[tuple[object, ...], PreparedAudio] = {}
+    for turn in history.turns:
+        for clip in turn.clips:
+            p = prepare(clip, limits)
+            seen.setdefault(_identity(p), p)
+    return list(seen.values())
+
+
+def _names(items: Sequence[PreparedAudio], most: int = 3) -> str:
+    """``a.wav (7.0 s), b.wav [80–110 s] (30.0 s)``: what was sent, for people."""
+
+    def one(p: PreparedAudio) -> str:
+        text = p.clip.name
+        if p.seconds is not None:
+            if p.clip.is_windowed or p.cut_seconds:
+                text += f" [{span(p.start, p.start + p.seconds)}]"
+            text += f" ({p.seconds:.1f} s)"
+        return text
+
+    shown = ", ".join(one(p) for p in items[:most])
+    return shown + (f" +{len(items) - most} more" if len(items) > most else "")
 
 
 def check_clip_count(count: int, model: str, limits: Limits) -> None:
@@ -175,7 +220,7 @@ def _messages(
     max_turns: int,
     *,
     single: bool = False,
-) -> tuple[list[Message], list[str]]:
+) -> tuple[list[Message], History]:
     """System + the history that fits the input budget + the new user message
     (no history for a model that answers a single turn)."""
 
@@ -200,29 +245,19 @@ def _messages(
             f"this question alone needs about {fixed} input tokens; the model takes "
             f"{limits.max_input_tokens} (send fewer or shorter clips)"
         )
-    notes: list[str] = []
-    history: tuple[Turn, ...] = ()
-    dropped = 0
-    if single:
-        if conv.turns:
-            notes.append(f"earlier turns of '{conv.name}' not sent: the model answers one turn")
+    if single:  # every earlier turn stays home, and the note says so
+        history = History((), conv.turns, ("the model answers one turn",) if conv.turns else ())
     else:
-        budget = limits.max_input_tokens - fixed
-        history, dropped = conv.history(budget, turn_cost, max_turns=max_turns)
-    if dropped:
-        notes.append(
-            f"{dropped} earlier turn{'s' if dropped > 1 else ''} of '{conv.name}' not sent: "
-            f"over the {limits.max_input_tokens}-token input budget or max_history_turns"
-        )
+        history = conv.history(limits.max_input_tokens - fixed, turn_cost, max_turns=max_turns)
     messages: list[Message] = []
     if conv.system:
         messages.append(Message("system", (TextPart(conv.system),)))
-    for turn in history:
+    for turn in history.turns:
         items = [prepare(c, limits) for c in turn.clips]
         messages.append(_user(items, turn.question))
         messages.append(Message("assistant", (TextPart(turn.answer),)))
     messages.append(_user(prepared, question))
-    return messages, notes
+    return messages, history
 
 
 def _user(items: Sequence[PreparedAudio], question: str | None) -> Message:
@@ -457,6 +492,9 @@ def answer_for(plan: TurnPlan, outcome: Outcome, *, conversation: str | None) ->
         else None,
         language=outcome.language,
         emotion=outcome.emotion,
+        context=plan.context,
+        clip_labels=tuple(p.label for p in plan.prepared),
+        unknown_audio=sum(1 for m in request.messages for a in m.audio if a.seconds is None),
     )
 
 

@@ -1,13 +1,19 @@
 """AnswerView: what the user sees while and after an answer streams in.
 
-In a notebook: one waveform player per clip of the turn (:mod:`qaudio_magic.player`;
-it never autoplays), then the answer as one display that is updated in place as text
-arrives, then a footer. When the answer is complete, the times it mentions become
-segments on the player of the clip they refer to (for a follow-up, a player for the
-conversation's clip is shown under the answer). Every output carries a plain-text
-fallback listing those times, so a notebook saved with default settings (no widget
-state) still says which clip the answer is about and where, and holds no audio bytes.
-In a terminal the text is printed as it arrives.
+In a notebook: one waveform player per clip of the turn (:mod:`qaudio_magic.player`; it
+never autoplays) — for a follow-up, the player of the conversation's clip its times refer
+to — then the answer as one display that is updated in place as text arrives, then a
+footer. Players of what was asked about always sit above their answer. When the answer is
+complete, the times it mentions become segments on the player of the clip they refer to.
+Every output carries a static record: the answer's plain output lists those times as text
+and shows a small picture of each waveform with them marked (:mod:`qaudio_magic._picture`),
+so a notebook saved with default settings (no widget state) still shows which clip the
+answer is about and where, and holds no audio bytes. In a terminal the text is printed as
+it arrives.
+
+A failure before anything arrived leaves nothing behind but the error's one line: what
+was drawn is removed (no empty player, no "…"); "Incomplete" is only for an answer that
+was cut after its text began.
 
 A thinking model's reasoning streams into a collapsed "💭 thinking…" block above the
 answer: an accordion widget, so opening it to read survives every update; where widgets
@@ -69,12 +75,16 @@ class AnswerView:
         notes: Sequence[str] = (),
         mode: str = "rich",
         thinking: bool = False,
+        context: str | None = None,
+        reference: PreparedAudio | None = None,
     ) -> None:
         self.audio = list(audio)
         self.question = question
         self.notes = list(notes)
         self.mode = mode
         self.thinking = thinking  # reserve the reasoning block above the answer
+        self.context = context  # "conversation default, turn 3 · also sent: a.wav (7.0 s)"
+        self.reference = reference  # the audio the answer's times refer to
         self.text = ""
         self.reasoning = ""
         self._thought: Any = None  # the accordion's HTML while reasoning streams
@@ -84,10 +94,13 @@ class AnswerView:
         self._handle: Any = None
         self._last_render = 0.0
         self._dirty = False
+        self._head_printed = False
         self.players: list[Any] = []
+        self._shown: list[PreparedAudio] = []  # the audio of each player, in order
         self._player_handles: list[Any] = []
-        self._after: list[Any] = []  # players shown under the answer (follow-ups)
+        self._after: list[Any] = []  # shown under the answer: the spoken answer's player
         self.segments: list[Segment] = []
+        self.pictures: list[str] = []  # static waveform pictures, once the answer is complete
         self.notes_after: list[str] = []  # terminal lines after the footer
         self.data: Mapping[str, Any] | None = None  # a typed answer's fields, once valid
 
@@ -95,17 +108,26 @@ class AnswerView:
     def clips_line(self) -> str:
         return ", ".join(a.label for a in self.audio)
 
+    @property
+    def arrived(self) -> bool:
+        """Whether any of the answer (its text or reasoning) has been shown."""
+        return bool(self.text or self.reasoning)
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """Draw the players and the answer's place (a terminal prints its header only
+        once something arrives, so an error before that prints nothing but itself)."""
         if self.mode == "plain":
-            head = f"🔊 {self.clips_line}" if self.audio else "💬 follow-up"
-            print(head, *(f"note: {n}" for n in self.notes), sep="\n", flush=True)
             return
         from IPython.display import display
 
-        for audio in self.audio:
+        shown = list(self.audio)
+        if not shown and self.reference is not None:  # a follow-up: the clip it is about
+            shown = [self.reference]
+        for audio in shown:
             player = make_player(audio)
             self.players.append(player)
+            self._shown.append(audio)
             self._player_handles.append(display(player, display_id=True))
         if self.thinking:
             self._thought, self._accordion = _thinking_block()
@@ -113,11 +135,22 @@ class AnswerView:
         data, md = self._bundle(footer="", status=None)
         self._handle = display(data, metadata=md, raw=True, display_id=True)
 
+    def _print_head(self) -> None:
+        if self._head_printed:
+            return
+        self._head_printed = True
+        lines = [f"🔊 {self.clips_line}" if self.audio else "💬 follow-up"]
+        if self.context:
+            lines.append(self.context)
+        lines += [f"note: {n}" for n in self.notes]
+        print(*lines, sep="\n", flush=True)
+
     def add_reasoning(self, text: str) -> None:
         """A new piece of reasoning: into its block, at its own pace (never the answer's)."""
         first = not self.reasoning
         self.reasoning += text
         if self.mode == "plain":
+            self._print_head()
             sys.stdout.write(("💭 " if first else "") + text)
             sys.stdout.flush()
             return
@@ -162,6 +195,7 @@ class AnswerView:
         first = not self.text
         self.text += text
         if self.mode == "plain":
+            self._print_head()
             if first and self.reasoning:
                 sys.stdout.write("\n\n")
             sys.stdout.write(text)
@@ -191,8 +225,11 @@ class AnswerView:
         spoken answer, given a player under the answer."""
         self.segments = list(segments)
         self.data = data
-        if self.mode == "rich" and self.segments and reference is not None:
-            self._show_segments(reference)
+        reference = reference if reference is not None else self.reference
+        if self.mode == "rich":
+            if self.segments and reference is not None:
+                self._show_segments(reference)
+            self.pictures = [_picture_of(p) for p in self.players if p.peaks]
         if spoken is not None:
             if self.mode == "plain":
                 self.notes_after = [f"🗣 spoken answer: {spoken.duration or 0:.1f} s (answer.audio)"]
@@ -204,33 +241,48 @@ class AnswerView:
 
     def _show_segments(self, reference: PreparedAudio) -> None:
         for audio, player, handle in zip(
-            self.audio, self.players, self._player_handles, strict=False
+            self._shown, self.players, self._player_handles, strict=True
         ):
             if audio is reference:
                 player.segments = self.segments
                 handle.update(player)  # the plain-text fallback now lists the times
                 return
-        player = make_player(reference)  # a follow-up: the conversation's clip, under the answer
-        player.segments = self.segments
-        self.players.append(player)
-        self._after.append(player)
 
     def restart(self, note: str) -> None:
         """A second answer follows (a typed answer's repair): clear the text, say why."""
         self.notes.append(note)
         self.text = ""
         if self.mode == "plain":
+            self._print_head()
             print("", f"note: {note}", sep="\n", flush=True)
             return
         self._render(footer="", status=None)
 
     def fail(self, status: str, metadata: dict[str, Any] | None = None) -> None:
-        """Keep whatever text arrived, marked incomplete with the reason."""
+        """Keep the text that arrived, marked incomplete with the reason."""
         self._final("", status, metadata or {})
+
+    def discard(self) -> None:
+        """Nothing arrived (an error before sending, or before the first text): remove
+        what was drawn, so the error's own line is all that is shown."""
+        if self.mode == "plain":
+            return  # nothing was printed yet
+        empty: dict[str, Any] = {}
+        for handle in self._player_handles:
+            handle.update(empty, raw=True)
+        if self._thinking_handle is not None:
+            self._thinking_handle.update(empty, raw=True)
+            for widget in (self._accordion, self._thought):
+                if widget is not None:
+                    widget.close()
+            self._accordion = self._thought = None
+        if self._handle is not None:
+            self._handle.update(empty, metadata={"qaudio": {"status": "not sent"}}, raw=True)
 
     # ------------------------------------------------------------------ internals
     def _final(self, footer: str, status: str | None, metadata: dict[str, Any]) -> None:
         if self.mode == "plain":
+            self._print_head()
             times = ", ".join(s.label() for s in self.segments)
             tail = [
                 t for t in (status, times and f"⏱ times: {times}", footer and f"-- {footer}") if t
@@ -262,6 +314,8 @@ class AnswerView:
             segments=[s.label() for s in self.segments],
             data=self.data,
             reasoning=self.reasoning if not self.thinking else "",
+            context=self.context,
+            pictures=self.pictures,
         )
 
     def _render(
@@ -295,3 +349,12 @@ def _thinking_block() -> tuple[Any, Any]:
     content = ipywidgets.HTML("")
     block = ThinkingBlock(children=[content], titles=("💭 thinking…",), selected_index=None)
     return content, block
+
+
+def _picture_of(player: Any) -> str:
+    """The static picture of a player's waveform with its segments marked."""
+    from ._picture import picture_html
+
+    marks = [(s["start"], s["end"]) for s in player.segments]
+    times = [s["label"] for s in player.segments]
+    return picture_html(player.peaks, player.duration, marks, player.label, times)

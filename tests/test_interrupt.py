@@ -142,14 +142,19 @@ def test_ctrl_c_stops_a_question(ip, emu: Emulator, audio: Path, where: str, how
         assert [r.status for r in sent if r.path.endswith("/generation")] == [429]
     else:  # stopped before the emulator let go: what it held back was never completed
         assert sent and not sent[-1].completed, [(r.path, r.completed) for r in sent]
-    assert str(err.value) == (
-        "interrupted: the partial answer is kept on screen; the conversation was not changed"
-    )
     assert conv.to_dict() == history
-    shown = cap.outputs[-1].data["text/plain"]
-    assert "⏹ Interrupted: partial answer shown; the conversation was not changed." in shown
     if partial:
+        assert str(err.value) == (
+            "interrupted: the partial answer is kept on screen; the conversation was not changed"
+        )
+        shown = cap.outputs[-1].data["text/plain"]
+        assert "⏹ Interrupted: partial answer shown; the conversation was not changed." in shown
         assert "Emulated answer" in shown and "What is said?" in shown
+    else:  # nothing had arrived: what was drawn is gone, the error's one line is all
+        assert str(err.value) == (
+            "interrupted before the answer began; the conversation was not changed"
+        )
+        assert cap.outputs[-1].data == {} and "Interrupted" not in cap.stdout
     emu.clear_faults()
     assert_no_leaks(session, emu.port, threads)
     # the session goes on: the next question gets a fresh connection
@@ -229,3 +234,45 @@ def test_interrupted_python_call_raises_interrupted(
     assert ctrl_c.took() < WITHIN
     assert not emu.generation_requests()[-1].completed  # the emulator still held the answer
     assert len(session.conversations.current) == 0
+
+
+@pytest.mark.parametrize("how", list(HOW))
+def test_ctrl_c_while_the_finished_answer_is_read_leaves_no_turn_behind(
+    ip, emu: Emulator, audio: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Issue 14 (8): the whole answer arrived and its times are being parsed when Ctrl-C
+    comes. The turn is recorded only once everything about it is done, so the interrupt
+    is reported like any other: one line, the text kept on screen, the conversation as
+    it was."""
+    import qaudio_magic.turn as turn_mod
+
+    session = get_session()
+    ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "An earlier turn")
+    conv = session.conversations.current
+    history = conv.to_dict()
+    parse = turn_mod.find_segments
+    pressed = threading.Event()
+
+    def find_segments(*args: Any, **kwargs: Any) -> Any:
+        pressed.set()
+        HOW[how]()  # Ctrl-C lands while the times are parsed
+        for _ in range(10_000_000):  # the interrupt is taken at the next bytecode
+            pass
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(turn_mod, "find_segments", find_segments)
+    emu.reply_with("The word is at 1.5 s.")
+    with capture_output() as cap, pytest.raises(UsageError) as err:
+        ip.run_cell_magic("qaudio", "", "Where is the word?")
+    assert pressed.is_set()
+    assert str(err.value) == (
+        "interrupted while the answer was being read: the answer is kept on screen; "
+        "the conversation was not changed"
+    )
+    assert conv.to_dict() == history
+    shown = cap.outputs[-1].data["text/plain"]
+    assert "The word is at 1.5 s." in shown
+    assert shown.count("⏹ Interrupted") == 1 and "Incomplete" not in shown
+    monkeypatch.setattr(turn_mod, "find_segments", parse)
+    ip.run_cell_magic("qaudio", "", "Where is the word?")
+    assert len(conv) == len(history["turns"]) + 1  # the next question is recorded as usual

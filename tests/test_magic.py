@@ -179,11 +179,52 @@ def test_missing_file_is_one_line_and_sends_nothing(ip, emu: Emulator, tmp_path:
     assert len(ip.run_line_magic("qaudio", "history") or []) == 0
 
 
-def test_missing_key_fails_before_sending(ip, emu: Emulator, audio: Path, monkeypatch) -> None:
+def test_missing_key_fails_before_sending_in_one_line_and_nothing_else(
+    ip, emu: Emulator, audio: Path, monkeypatch
+) -> None:
+    """Issue 14 (7): no player left behind, no "…", no "⚠ Incomplete" (nothing was
+    incomplete), the error once, with no Markdown backticks."""
     monkeypatch.delenv("DASHSCOPE_API_KEY")
-    with pytest.raises(UsageError, match=r"no DashScope API key — set DASHSCOPE_API_KEY"):
+    with capture_output() as cap, pytest.raises(UsageError) as err:
         ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "Q")
+    assert str(err.value) == (
+        "no DashScope API key — set DASHSCOPE_API_KEY, run %qaudio key, or %qaudio emulator "
+        "to try offline"
+    )
     assert emu.requests == []
+    assert [o.data for o in final_outputs(cap)] == [{}, {}], "what was drawn is gone"
+    assert cap.stdout == ""
+
+
+def test_a_stream_cut_after_text_is_marked_incomplete_once(
+    ip, emu: Emulator, audio: Path
+) -> None:
+    emu.add_fault("cut_after=3;times=1")
+    with capture_output() as cap, pytest.raises(UsageError) as err:
+        ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "Q")
+    player, shown = final_outputs(cap)
+    assert "application/vnd.jupyter.widget-view+json" in player.data
+    plain = shown.data["text/plain"]
+    assert "Emulated answer" in plain  # the text that arrived stays
+    assert plain.count("⚠ Incomplete: ") == 1 and plain.endswith(
+        ". The conversation was not changed."
+    )
+    assert str(err.value) in plain
+
+
+def final_outputs(cap) -> list:
+    """What each display of a captured cell shows in the end (updates applied in place)."""
+    shown: list = []
+    where: dict[str, int] = {}
+    for out in cap.outputs:
+        display_id = (out.transient or {}).get("display_id")
+        if out.update and display_id in where:
+            shown[where[display_id]] = out
+            continue
+        if display_id is not None:
+            where[display_id] = len(shown)
+        shown.append(out)
+    return shown
 
 
 def test_invalid_key_error_has_code_request_id_and_hint(
@@ -196,7 +237,7 @@ def test_invalid_key_error_has_code_request_id_and_hint(
     assert text.startswith(
         "DashScope error 401 InvalidApiKey: Invalid API-key provided. (request id "
     )
-    assert "set DASHSCOPE_API_KEY or run `%qaudio key`" in text
+    assert "set DASHSCOPE_API_KEY or run %qaudio key" in text
     assert "API keys are per region: check that the key belongs to the region of 127.0.0.1" in text
     assert "invalid-key-for-test" not in text and "\n" not in text
 

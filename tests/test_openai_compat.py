@@ -256,7 +256,7 @@ def test_invalid_key_is_one_line_with_hint(ip, emu: Emulator, audio: Path, monke
         "DashScope compatible mode error 401 invalid_api_key: Incorrect API key provided. "
         "(request id "
     )
-    assert "— set DASHSCOPE_API_KEY or run `%qaudio key`; API keys are per region: " in text
+    assert "— set DASHSCOPE_API_KEY or run %qaudio key; API keys are per region: " in text
     assert text.endswith("(cn-beijing, ap-southeast-1, …)")
     assert "invalid-omni-key-1234" not in text and "\n" not in text
 
@@ -269,7 +269,7 @@ def test_invalid_openai_key_hint(ip, vllm: Emulator, audio: Path, monkeypatch) -
     assert text.startswith(
         f"OpenAI-compatible server 127.0.0.1:{vllm.port} error 401 Unauthorized: Incorrect API key"
     )
-    assert text.endswith("— set OPENAI_API_KEY or run `%qaudio key --openai`")
+    assert text.endswith("— set OPENAI_API_KEY or run %qaudio key --openai")
     assert "invalid-vllm-key-5678" not in text
 
 

@@ -239,16 +239,24 @@ def test_asking_again_about_a_clip_sends_no_audio_again(ip, emu: Emulator, audio
     assert len(player_mod._AUDIO) == 1
 
 
-def test_follow_up_shows_a_player_for_the_conversation_clip(ip, emu: Emulator, audio: Path) -> None:
-    ip.run_cell_magic("qaudio", str(audio / WORDS), "What is said?")
+def test_follow_up_shows_the_conversation_clip_above_the_answer_like_a_first_answer(
+    ip, emu: Emulator, audio: Path
+) -> None:
+    """One layout (issue 14, item 10): a follow-up's player sits above its answer, as a
+    first answer's does, and gets the times once the answer is complete."""
+    with capture_output() as first:
+        ip.run_cell_magic("qaudio", str(audio / WORDS), "What is said?")
     emu.reply_with("'orange' 从第4.0秒开始出现,至第4.43秒结束。")
     with capture_output() as cap:
         answer = ip.run_cell_magic("qaudio", "", "When is 'orange' said?")
     assert [s.as_tuple() for s in answer.segments] == [(4.0, 4.43)]
-    last = cap.outputs[-1]
-    assert WIDGET in last.data, "a player for the earlier clip, under the answer"
-    assert last.data["text/plain"].endswith("⏱ times: 4–4.43 s")
-    assert WORDS in last.data["text/plain"]
+    for outputs in (first.outputs, cap.outputs):
+        assert WIDGET in outputs[0].data, "the player comes first"
+        assert WIDGET not in outputs[-1].data and "text/html" in outputs[-1].data
+    players = [o for o in cap.outputs if WIDGET in o.data]
+    assert WORDS in players[0].data["text/plain"]
+    assert players[-1].update and players[-1].data["text/plain"].endswith("⏱ times: 4–4.43 s")
+    assert "⏱ times: 4–4.43 s" in cap.outputs[-1].data["text/plain"]
 
 
 def test_times_are_relative_to_what_was_sent(ip, emu: Emulator, media: Path) -> None:

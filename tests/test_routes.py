@@ -201,7 +201,7 @@ def test_base_url_option_is_per_question(ip, emu: Emulator, audio: Path, monkeyp
         ip.run_cell_magic("qaudio", f"-m {model}", "Follow-up without --base-url")
     assert str(err.value) == (
         "openai:MODEL needs the server's base URL — pass --base-url http://HOST:8000/v1, or "
-        "`%config QAudioMagic.openai_base_url = '…'`, or set OPENAI_BASE_URL"
+        "%config QAudioMagic.openai_base_url = '…', or set OPENAI_BASE_URL"
     )
     assert len(emu.requests) == before
     with pytest.raises(UsageError, match="--base-url is for -m openai:NAME models"):

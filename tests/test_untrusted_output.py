@@ -12,6 +12,8 @@ payload asked for exists, and every link is http(s). The real-browser counterpar
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,9 @@ def assert_inert(html: str, *, text_expected: bool = True) -> None:
     for tag, attrs in parser.tags:
         if tag == "style" and not attrs:  # our own stylesheet, first in the answer view
             continue
+        if tag == "img" and attrs.get("class") == "qaudio-still":
+            assert_own_picture(attrs)  # the static waveform picture, our own markup
+            continue
         assert tag not in DANGEROUS_TAGS, f"<{tag}> rendered from model output: {attrs}"
         for name, value in attrs.items():
             assert not name.startswith("on"), f"event handler {name}={value!r}"
@@ -75,6 +80,22 @@ def assert_inert(html: str, *, text_expected: bool = True) -> None:
         shown = "".join(parser.text)
         assert "<script>window.__pwned = 1</script>" in shown
         assert "onerror" in shown
+
+
+def assert_own_picture(attrs: dict[str, str | None]) -> None:
+    """The waveform picture: a data-URL SVG of shapes and time labels, nothing else — no
+    script, no link, no handler, no text the model or a file name could have written."""
+    src = attrs.get("src") or ""
+    prefix = "data:image/svg+xml,"
+    assert src.startswith(prefix), src[:60]
+    assert not any(name.startswith("on") for name in attrs)
+    parser = _Elements()
+    parser.feed(urllib.parse.unquote(src[len(prefix) :]))
+    for tag, svg_attrs in parser.tags:
+        assert tag in {"svg", "rect", "path", "text"}, tag
+        assert not any(n.startswith("on") or "href" in n for n in svg_attrs), svg_attrs
+    for label in "".join(parser.text).split(" s"):
+        assert re.fullmatch(r"[\d.:]*", label.strip()), label
 
 
 @pytest.fixture

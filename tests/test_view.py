@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from IPython.utils.capture import capture_output
 
-from qaudio_magic import AudioClip, Player
+from qaudio_magic import AudioClip, Player, ask_audio
 from qaudio_magic.emulator import Emulator
 from qaudio_magic.session import Session
 from qaudio_magic.view import AnswerView
@@ -74,3 +74,29 @@ def test_one_time_format(seconds: float) -> None:
 
     text = label(seconds)
     assert re.fullmatch(r"\d+(\.\d+)? s|\d+:\d\d(:\d\d)?(\.\d+)?", text), text
+
+
+def test_a_url_clips_footer_says_its_length_is_unknown(
+    ip, emu: Emulator, audio: Path, file_server
+) -> None:
+    """Issue 14 (10): the service fetches a URL itself, so its length is not known here;
+    the footer said 'audio 0.0 s ≈ 750 tok'."""
+    base, root = file_server
+    (root / "clip.wav").write_bytes((audio / "speech_en.wav").read_bytes())
+    with capture_output() as cap:
+        answer = ip.run_cell_magic("qaudio", f"{base}/clip.wav", "What is said?")
+    assert "audio 1 URL clip of unknown length ≤ 750 tok" in answer.footer()
+    assert "0.0 s" not in answer.footer()
+    assert "audio 1 URL clip of unknown length" in cap.outputs[-1].data["text/plain"]
+    follow = ask_audio(audio / "tone_440hz_3s.wav", "And this one?", display=False)
+    assert "audio 3.0 s + 1 URL clip of unknown length ≤ 825 tok" in follow.footer()
+
+
+def test_the_footer_wraps_between_its_parts_never_inside_a_request_id(
+    ip, emu: Emulator, audio: Path
+) -> None:
+    with capture_output() as cap:
+        answer = ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "Q")
+    html = cap.outputs[-1].data["text/html"]
+    assert answer.request_id
+    assert f'<span style="white-space:nowrap">request {answer.request_id}</span>' in html

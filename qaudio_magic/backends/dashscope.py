@@ -147,7 +147,7 @@ class DashScopeBackend(HTTPBackend):
         if key is None:
             raise MissingKeyError(
                 "no DashScope API key",
-                hint="set DASHSCOPE_API_KEY, run `%qaudio key`, or `%qaudio emulator` to try offline",
+                hint="set DASHSCOPE_API_KEY, run %qaudio key, or %qaudio emulator to try offline",
             )
         spec = lookup(request.model)
         if not spec.streams:  # Qwen3-ASR: annotations in a stream are UNVERIFIED (models.py)

@@ -90,7 +90,7 @@ UPLOAD_MAX_BYTES = 1_000_000_000  # the temporary store's per-file limit
 _WIRE_FORMATS = {"wav": "wav", "mp3": "mp3", "aac": "aac", "amr": "amr", "flac": "flac"}
 _MM_LIMIT_HINT = (
     "the server allows fewer audios per prompt than this conversation holds: start vLLM with "
-    "--limit-mm-per-prompt '{\"audio\": N}', or `%qaudio new` to drop the history"
+    "--limit-mm-per-prompt '{\"audio\": N}', or %qaudio new to drop the history"
 )
 
 
@@ -229,7 +229,13 @@ class OpenAICompatBackend(HTTPBackend):
 
     def _upload_audio(self, request: Request, key: Secret, at: float) -> dict[PreparedAudio, str]:
         """``oss://`` URLs for the request's local audio (uploaded once, then reused),
-        all by the question's deadline ``at``."""
+        all by the question's deadline ``at``.
+
+        That compatible mode resolves ``oss://`` in ``input_audio.data`` is UNVERIFIED
+        (CURRENT-MODELS §11.3.1); the temporary-URL page says any HTTP call resolves it with
+        ``X-DashScope-OssResourceResolve: enable``, which is sent. Only clips too large to
+        go inline take this path (``upload="auto"``), so everything else stays documented.
+        """
         if not self.uploading:
             return {}
         values: dict[PreparedAudio, str] = {}

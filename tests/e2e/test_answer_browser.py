@@ -29,8 +29,9 @@ def test_answer_and_player_render(open_notebook, browser_emulator: Emulator, app
     follow = nb.output("1 earlier turn")
     assert "And a follow-up?" in follow.inner_text()
     audio = nb.panel.locator("audio")
-    assert audio.count() == 1
-    assert audio.first.evaluate("a => a.autoplay") is False
-    assert audio.first.evaluate("a => a.loop") is False
+    assert audio.count() == 2  # the question's player, and the follow-up's (above it too)
+    for i in range(2):
+        assert audio.nth(i).evaluate("a => a.autoplay") is False
+        assert audio.nth(i).evaluate("a => a.loop") is False
     nb.assert_no_widget_errors()
     assert len(browser_emulator.generation_requests()) == before + 2
