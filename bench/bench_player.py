@@ -53,7 +53,7 @@ except OSError:
 before = status_mb("VmRSS:")
 t = time.perf_counter()
 if {what!r} == "peaks":
-    peaks, seconds, _ = player._clip_peaks(AudioClip.from_source(path))
+    peaks, seconds, _, _ = player._clip_peaks(AudioClip.from_source(path))
     wire = len(peaks)
 elif {what!r} == "player":
     p = player.Player(path)

@@ -135,7 +135,8 @@ def bundle(
     """
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
-    head = f"🔊 {esc(clips_line)}" if clips_line else "💬 follow-up"
+    # text symbols every UI font has (DejaVu, Noto, Segoe...): no emoji font needed
+    head = f"♪ {esc(clips_line)}" if clips_line else "↪ follow-up"
     if question:
         head += f" — <i>{esc(_clip_text(question, 160))}</i>"
     parts.append(f'<div class="qaudio-meta">{head}</div>')
@@ -155,7 +156,7 @@ def bundle(
     if status:
         parts.append(f'<div class="qaudio-note">{esc(status)}</div>')
     if segments:
-        parts.append(f'<div class="qaudio-meta">⏱ times: {esc(", ".join(segments))}</div>')
+        parts.append(f'<div class="qaudio-meta">◷ times: {esc(", ".join(segments))}</div>')
     if footer:
         parts.append(f'<div class="qaudio-meta">{_bits(footer)}</div>')
     parts.append("</div>")

@@ -380,6 +380,29 @@ class Answers(Sequence[Result]):
         }
         return table_bundle(title, header, rows, notes=self.notes, metadata=metadata)
 
+    def _ipython_display_(self) -> None:
+        """Windows of one file in a notebook: the timeline player (the table is its
+        plain-text fallback); anything else: the table."""
+        from IPython.display import display
+
+        from .view import display_mode
+
+        player = None
+        if self.windows and display_mode() == "rich":
+            from .player import timeline
+
+            try:
+                player = timeline(self._results)
+            except QAudioError:
+                player = None
+        if player is None:
+            data, md = self._repr_mimebundle_()
+            display(data, metadata=md, raw=True)
+            return
+        data, md = self._repr_mimebundle_()
+        player.fallback = data.get("text/plain", "")
+        display(player)
+
     def __repr__(self) -> str:
         return f"Answers({self.summary()})"
 

@@ -20,6 +20,7 @@ player (see :func:`selected_player`).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,10 +33,10 @@ import ipywidgets
 import numpy as np
 import traitlets
 
-from . import _codec
-from ._format import seconds, span
+from . import _codec, _evidence
+from ._format import clock, seconds, span
 from .clip import AudioClip
-from .errors import AudioDecodeError, InputError
+from .errors import AudioDecodeError, InputError, QAudioError
 from .segments import Segment, find_segments
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "browser_mime",
     "compute_peaks",
     "selected_player",
+    "timeline",
 ]
 
 BINS = 2000  # waveform columns sent to the browser (min and max, one byte each)
@@ -96,6 +98,7 @@ class _Envelope:
         self.pending: list[np.ndarray] = []
         self.npending = 0
         self.samples = 0
+        self.scale = 1.0
 
     def add(self, samples: np.ndarray) -> None:
         samples = samples.reshape(-1)
@@ -140,16 +143,25 @@ class _Envelope:
             edges = np.linspace(0, len(lo), self.bins + 1).astype(np.int64)[:-1]
             lo, hi = np.minimum.reduceat(lo, edges), np.maximum.reduceat(hi, edges)
         scale = float(max(np.abs(lo).max(), np.abs(hi).max())) or 1.0
+        self.scale = scale  # what int8 127 stands for: zoomed detail is drawn on the same scale
         pairs = np.stack([lo, hi], axis=1) / scale * 127.0
         return np.clip(np.round(pairs), -127, 127).astype(np.int8).tobytes()
 
 
 def compute_peaks(blocks: Iterable[np.ndarray], rate: int, bins: int = BINS) -> tuple[bytes, float]:
     """Peaks of mono PCM ``blocks`` at ``rate``: (int8 min/max pairs, seconds)."""
+    peaks, seconds, _ = _peaks_and_scale(blocks, rate, bins)
+    return peaks, seconds
+
+
+def _peaks_and_scale(
+    blocks: Iterable[np.ndarray], rate: int, bins: int = BINS
+) -> tuple[bytes, float, float]:
     env = _Envelope(rate, bins)
     for block in blocks:
         env.add(block)
-    return env.finish(), env.samples / rate
+    peaks = env.finish()
+    return peaks, env.samples / rate, env.scale
 
 
 def _window_blocks(
@@ -179,8 +191,9 @@ def _window_blocks(
             break
 
 
-def _clip_peaks(clip: AudioClip) -> tuple[bytes, float, _codec.DecodeLog]:
-    """One decode pass over the clip's window at its native rate: peaks, seconds, format."""
+def _clip_peaks(clip: AudioClip) -> tuple[bytes, float, _codec.DecodeLog, float]:
+    """One decode pass over the clip's window at its native rate: peaks, seconds, format,
+    and the level int8 127 stands for."""
     log = _codec.DecodeLog()
     stream = _codec.iter_pcm(clip.source(), name=clip.name, rate=None, mono=True, log=log)
     first = next(stream, None)
@@ -188,8 +201,8 @@ def _clip_peaks(clip: AudioClip) -> tuple[bytes, float, _codec.DecodeLog]:
         raise AudioDecodeError(f"{clip.name}: no audio could be decoded (empty or corrupt stream)")
 
     blocks = _window_blocks(_chain(first, stream), clip.start, clip.end, log=log)
-    peaks, seconds = compute_peaks(blocks, log.rate)
-    return peaks, seconds, log
+    peaks, seconds, scale = _peaks_and_scale(blocks, log.rate)
+    return peaks, seconds, log, scale
 
 
 # ---------------------------------------------------------------------- audio for the browser
@@ -198,7 +211,8 @@ class _AudioData(ipywidgets.Widget):  # type: ignore[misc]
 
     value = ipywidgets.trait_types.CByteMemoryView(b"").tag(sync=True)
     mime = traitlets.Unicode("audio/wav").tag(sync=True)
-    peaks: tuple[bytes, float] | None = None  # kernel-side only: computed once per clip
+    peaks: tuple[bytes, float, float] | None = None  # kernel-side, once per clip: peaks,
+    # seconds, and the level their 127 stands for
 
 
 _AUDIO: OrderedDict[tuple[object, ...], _AudioData] = OrderedDict()
@@ -206,7 +220,7 @@ _AUDIO_ITEMS = 32
 
 
 def _audio_model(
-    key: tuple[object, ...], build: Callable[[], tuple[bytes, str, tuple[bytes, float]]]
+    key: tuple[object, ...], build: Callable[[], tuple[bytes, str, tuple[bytes, float, float]]]
 ) -> _AudioData:
     """The shared audio model for ``key``; ``build() -> (bytes, mime, peaks)`` runs once."""
     hit = _AUDIO.get(key)
@@ -297,20 +311,23 @@ class _Media:
     offset: float  # where the player's 0 s lies in the source
     label: str
     note: str = ""
+    scale: float = 1.0  # the level the peaks' 127 stands for
 
 
 def _media_for_clip(clip: AudioClip) -> _Media:
     if clip.is_remote:
         return _remote_media(clip, clip.location or "", clip.start, clip.duration)
 
-    def build() -> tuple[bytes, str, tuple[bytes, float]]:
-        peaks, seconds, log = _clip_peaks(clip)
+    def build() -> tuple[bytes, str, tuple[bytes, float, float]]:
+        peaks, seconds, log, scale = _clip_peaks(clip)
         data, mime = _browser_audio(clip, log, seconds)
-        return data, mime, (peaks, seconds)
+        return data, mime, (peaks, seconds, scale)
 
     audio = _audio_model(("clip", clip.sha256, clip.start, clip.end), build)
-    peaks, seconds = audio.peaks or (b"", 0.0)
-    return _Media(clip, audio, "", peaks, seconds, clip.start, _clip_label(clip, seconds))
+    peaks, seconds, scale = audio.peaks or (b"", 0.0, 1.0)
+    return _Media(
+        clip, audio, "", peaks, seconds, clip.start, _clip_label(clip, seconds), scale=scale
+    )
 
 
 def _media_for_prepared(prepared: PreparedAudio) -> _Media:
@@ -325,19 +342,21 @@ def _media_for_prepared(prepared: PreparedAudio) -> _Media:
     if prepared.data is None and prepared.pcm is None:
         return _remote_media(clip, prepared.url or "", prepared.start, prepared.seconds, label)
 
-    def build() -> tuple[bytes, str, tuple[bytes, float]]:
+    def build() -> tuple[bytes, str, tuple[bytes, float, float]]:
         data, mime = _sent_audio(prepared)
         log = _codec.DecodeLog()
         blocks = _codec.iter_pcm(data, name=clip.name, rate=None, log=log)
         first = next(blocks, None)
         if first is None:
             raise AudioDecodeError(f"{clip.name}: no audio could be decoded")
-        return data, mime, compute_peaks(_chain(first, blocks), log.rate)
+        return data, mime, _peaks_and_scale(_chain(first, blocks), log.rate)
 
     key = ("sent", clip.sha256, prepared.start, prepared.seconds, prepared.format)
     audio = _audio_model(key, build)
-    peaks, seconds = audio.peaks or (b"", 0.0)
-    return _Media(clip, audio, "", peaks, prepared.seconds or seconds, prepared.start, label)
+    peaks, seconds, scale = audio.peaks or (b"", 0.0, 1.0)
+    return _Media(
+        clip, audio, "", peaks, prepared.seconds or seconds, prepared.start, label, scale=scale
+    )
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -392,6 +411,16 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
     point_seconds = traitlets.Float(2.0, help="how long a click on a point in time plays").tag(
         sync=True
     )
+    # evidence (``_evidence.py``): detected speech / sound, and a grey spectrogram image
+    speech: traitlets.List[list[float]] = traitlets.List().tag(sync=True)
+    sound: traitlets.List[list[float]] = traitlets.List().tag(sync=True)
+    spectrogram = traitlets.Bytes(b"").tag(sync=True)
+    spectrogram_mime = traitlets.Unicode("image/webp").tag(sync=True)
+    lazy = traitlets.Bool(False).tag(sync=True)  # the browser asks for the evidence once shown
+    detail = traitlets.Bool(False).tag(sync=True)  # the kernel serves zoomed detail
+    origin = traitlets.Float(0.0).tag(sync=True)  # source seconds at the player's 0 (ruler)
+    # a --windows timeline: one dict per window (start, end, label, status, text, error)
+    windows: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
 
     def __init__(
         self,
@@ -407,6 +436,11 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
             media = _media_for_clip(AudioClip.from_source(source))
         self.clip: AudioClip | None = media.clip if media else None
         self.offset = media.offset if media else 0.0
+        self._scale = media.scale if media else 1.0
+        self.fallback = ""  # plain text shown instead of the widget (a timeline's table)
+        self._loading = False
+        self._top_db: float | None = None
+        local = media is not None and media.clip is not None and media.audio is not None
         if media is not None:
             kwargs.update(
                 audio=media.audio,
@@ -415,11 +449,67 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
                 duration=media.duration,
                 label=media.label,
                 note=media.note,
+                detail=local,
             )
         super().__init__(**kwargs)
         if text is not None:
-            segments = find_segments(text, duration=self.duration or None, offset=self.offset)
+            found = find_segments(text, duration=self.duration or None, offset=self.offset)
+            if local and self.clip is not None and found:  # checked against the audio
+                from .grounding import ground_segments, map_for_window
+
+                smap = map_for_window(self.clip, self.offset, self.duration)
+                found = list(ground_segments(found, smap))
+            segments = found
         self.segments = list(segments)  # type: ignore[arg-type]
+        self.on_msg(self._on_browser)
+        if local:
+            if self.duration <= _evidence.EAGER_SPECTROGRAM_SECONDS:
+                self._load_evidence()
+            else:
+                self.lazy = True  # a long clip: computed when a browser shows the player
+
+    # ------------------------------------------------------------------ evidence
+    def _load_evidence(self) -> None:
+        """Speech band and spectrogram of the player's clip (cached per source)."""
+        if self.clip is None or self.spectrogram:
+            return
+        self.speech, self.sound = _evidence.bands(self.clip, self.offset, self.duration)
+        try:
+            data, mime, self._top_db = _evidence.spectrogram(self.clip, self.offset, self.duration)
+        except (QAudioError, OSError, ValueError):
+            return
+        self.spectrogram_mime = mime
+        self.spectrogram = data
+        self.lazy = False
+
+    def _on_browser(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """Requests from the browser: the evidence of a long clip, detail of a zoomed view."""
+        if not isinstance(content, dict) or self.clip is None:
+            return
+        kind = content.get("type")
+        if kind == "evidence" and self.lazy and not self._loading:
+            # a long clip: minutes of audio to analyse, off the kernel's main thread so
+            # cells (and zoom requests) keep running meanwhile; the traits sync when done
+            self._loading = True
+            threading.Thread(target=self._load_evidence, daemon=True).start()
+        elif kind == "detail":
+            try:
+                start, end = float(content["start"]), float(content["end"])
+                bins, ident = int(content["bins"]), int(content["id"])
+            except (KeyError, TypeError, ValueError):
+                return
+            got = _evidence.detail(
+                self.clip,
+                self.offset,
+                start,
+                min(end, self.duration),
+                bins,
+                scale=self._scale,
+                top_db=self._top_db,
+            )
+            if got is not None:
+                reply = {"type": "detail", "id": ident, "start": got.start, "end": got.end}
+                self.send({**reply, "mime": got.mime}, [got.peaks, got.image])
 
     @classmethod
     def from_prepared(cls, audio: PreparedAudio, **kwargs: Any) -> Player:
@@ -436,7 +526,19 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
                 continue  # beyond the clip: never shown as a link
             if self.duration and seg.end is not None and seg.end > self.duration:
                 seg = replace(seg, end=self.duration)
-            out.append({"start": seg.start, "end": seg.end, "label": seg.label(), "text": seg.text})
+            entry: dict[str, Any] = {
+                "start": seg.start,
+                "end": seg.end,
+                "label": seg.label(),
+                "text": seg.text,
+            }
+            if isinstance(item, dict):  # a timeline's: label and window already decided
+                entry.update(
+                    {k: item[k] for k in ("label", "text", "window", "grounding") if k in item}
+                )
+            elif seg.grounding is not None:
+                entry["grounding"] = seg.grounding.as_dict()
+            out.append(entry)
         return out
 
     @traitlets.validate("selection")
@@ -485,6 +587,8 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
     def plain_text(self) -> str:
         """What a notebook shows where the widget cannot render (terminal, GitHub)."""
         text = f"▶ {self.label} (audio player; run the cell to listen)"
+        if self.fallback:  # a timeline: its table says the rest
+            return f"{text}\n{self.fallback}"
         if self.segments:
             text += "\n⏱ times: " + ", ".join(s["label"] for s in self.segments)
         return text
@@ -504,6 +608,79 @@ class Player(anywidget.AnyWidget):  # type: ignore[misc]
         if self.selection is not None:
             bits.append(f"selection={self.selection}")
         return f"Player({', '.join(bits)})"
+
+
+def timeline(results: Sequence[Any]) -> Player | None:
+    """One player of the whole file a ``--windows`` batch covered, each window a region and
+    its answer under it, the times in the answers shown and played in absolute file time.
+
+    ``results``: the batch's Answer / Failure items (one window clip each, one source).
+    None when they do not come from one local source.
+    """
+    from .errors import Interrupted
+
+    clips = [r.clips[0] for r in results if len(r.clips) == 1]
+    if not clips or len(clips) != len(results) or len({c.sha256 for c in clips}) != 1:
+        return None
+    first = clips[0]
+    if first.is_remote:
+        return None
+    start = min(c.start for c in clips)
+    ends = [c.end for c in clips]
+    end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+    total = first.source_duration
+    if end is not None and total is not None and end >= total - 0.01:
+        end = None  # the windows reach the end: the player is of the file, not a window of it
+    whole = replace(first, start=start, end=end)
+    player = Player(whole)
+    player.origin = player.offset
+    rows: list[dict[str, Any]] = []
+    segments: list[dict[str, Any]] = []
+    for k, (r, clip) in enumerate(zip(results, clips, strict=True)):
+        a = clip.start - player.offset
+        b = (clip.end if clip.end is not None else player.offset + player.duration) - player.offset
+        row: dict[str, Any] = {
+            "start": a,
+            "end": b,
+            "label": f"{clock(clip.start)}–{clock(b + player.offset)}",
+        }
+        error = getattr(r, "error", None)  # a Failure has one, an Answer not
+        if error is None:
+            row.update(status="done", text=r.text)
+            for seg in r.segments:
+                segments.append(_absolute(seg, player.offset, k))
+        else:
+            cancelled = isinstance(error, Interrupted)
+            row.update(
+                status="cancelled" if cancelled else "failed",
+                text=r.text,
+                error="" if cancelled else error.one_line(),
+            )
+        rows.append(row)
+    player.windows = rows
+    player.segments = segments
+    return player
+
+
+def _absolute(seg: Segment, origin: float, window: int) -> dict[str, Any]:
+    """A window's segment on the timeline player (whose 0 is ``origin`` in the source)."""
+    lo, hi = seg.abs_start, seg.abs_end
+    entry: dict[str, Any] = {
+        "start": lo - origin,
+        "end": None if hi is None else hi - origin,
+        "label": clock(lo) if hi is None else f"{clock(lo)}–{clock(hi)}",
+        "text": seg.text,
+        "window": window,
+    }
+    g = seg.grounding
+    if g is not None:
+        shift = seg.offset - origin
+        moved = {
+            k: (v + shift if v is not None else None)
+            for k, v in (("start", g.start), ("end", g.end))
+        }
+        entry["grounding"] = {**g.as_dict(), **moved}
+    return entry
 
 
 def _as_segment(item: object, offset: float) -> Segment:

@@ -37,6 +37,7 @@ import ipywidgets as widgets
 from ipywidgets.widgets.trait_types import CByteMemoryView
 
 from . import _format
+from ._meter import LevelMeter
 from .clip import AudioClip
 from .errors import InputError, QAudioError
 
@@ -114,7 +115,11 @@ class Recorder:
         self._setting_player = False
 
         self._player = _TakeAudio(format=format, autoplay=False, loop=False, controls=True)
-        self._player.layout = widgets.Layout(display="none")  # shown once there is a take
+        # never shown: it only receives takes from ipywebrtc; the waveform player below
+        # (the same as every other clip's) shows them
+        self._player.layout = widgets.Layout(display="none")
+        self._take_view = widgets.Box(layout=widgets.Layout(width="100%"))
+        self._meter = LevelMeter()  # the microphone's level while a take records
         self._player.observe(self._on_player_value, names="value")
         self._button = widgets.Button(
             description="Record", icon="circle", tooltip="Start recording a take"
@@ -144,7 +149,9 @@ class Recorder:
         self._box = widgets.VBox(
             [
                 widgets.HBox([self._button, self._status]),
+                self._meter,
                 self._player,
+                self._take_view,
                 widgets.HBox([self._upload, widgets.HTML(_small("or upload a file as a take"))]),
             ]
         )
@@ -215,6 +222,7 @@ class Recorder:
             # empty, so that the new take is a change even if its bytes repeat
             self._show_player(None)
             self._webrtc.recording = True
+        self._meter.active = True
         self._button.description, self._button.icon = "Stop", "stop"
         self._button.button_style = "danger"
         self._show_recording(attempt)
@@ -285,6 +293,7 @@ class Recorder:
             attempt.done.set()
             if self._webrtc is not None:
                 self._webrtc.recording = False
+        self._meter.active = False
         self._button.description, self._button.icon = "Record", "circle"
         self._button.button_style = ""
         if self._closed:
@@ -362,17 +371,34 @@ class Recorder:
             self._show_player(clip)
 
     def _show_player(self, clip: AudioClip | None) -> None:
-        """Put a take in the player from the kernel (None: empty and hidden)."""
+        """Show a take (None: none) in the waveform player. The receiving Audio widget is
+        emptied, so a take's bytes live in one model only (saved widget state holds them
+        once) and the next take is a change even if its bytes repeat."""
         self._setting_player = True
         try:
-            if clip is None:
-                self._player.value, self._player.format = b"", self.format
-            else:
-                self._player.format = _player_format(clip, self.format)
-                self._player.value = clip.read_bytes()
+            self._player.value, self._player.format = b"", self.format
         finally:
             self._setting_player = False
-        self._player.layout.display = "none" if clip is None else None
+        self._show_take(clip)
+
+    def _show_take(self, clip: AudioClip | None) -> None:
+        """The take in the waveform player every clip gets (None: nothing shown)."""
+        from .player import Player
+
+        old = self._take_view.children
+        try:
+            self._take_view.children = () if clip is None else (Player(clip),)
+        except QAudioError as exc:  # decoded once already; say so rather than raise
+            self._take_view.children = ()
+            self._set_status(f"⚠ {exc.one_line()}", error=True)
+        for widget in old:
+            widget.close()
+
+    @property
+    def take_player(self) -> Any:
+        """The waveform player of the take ``mic`` means now (None before the first)."""
+        children = self._take_view.children
+        return children[0] if children else None
 
     def _take_or_report(
         self, data: bytes, *, label: str, mime: str | None, note: str = ""
@@ -404,7 +430,7 @@ class Recorder:
             f"<code>{html.escape(self.name)}</code> now means this take{html.escape(earlier)}",
             escape=False,
         )
-        self._player.layout.display = None
+        self._show_player(clip)
         return clip
 
     def _show_idle(self) -> None:
@@ -425,16 +451,6 @@ class Recorder:
         body = html.escape(text) if escape else text
         color = "color: var(--jp-error-color1, #c00);" if error else ""
         self._status.value = f'<span style="{color}">{body}</span>'
-
-
-def _player_format(clip: AudioClip, default: str) -> str:
-    """The Audio widget's ``format`` (its blob's MIME subtype) for a take, from decoding."""
-    from .player import browser_mime
-
-    info = clip.info
-    container = info.container if info else ""
-    mime = browser_mime(container, info.codec) if info else None
-    return mime.split("/", 1)[1] if mime else container or default
 
 
 def _in_vscode() -> bool:

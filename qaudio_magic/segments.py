@@ -43,9 +43,13 @@ import itertools
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ._format import seconds, span
+
+if TYPE_CHECKING:
+    from ._grounding_result import Grounding
 
 __all__ = ["MAX_SEGMENTS", "Segment", "find_segments"]
 
@@ -67,6 +71,8 @@ class Segment:
     end: float | None
     text: str  # the words it came from, as written (plain text, never markup)
     offset: float = 0.0
+    # What the audio holds there (grounding.py), filled in after the answer; None before.
+    grounding: Grounding | None = field(default=None, compare=False)
 
     @property
     def is_point(self) -> bool:

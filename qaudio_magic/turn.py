@@ -50,6 +50,7 @@ from .segments import find_segments
 if TYPE_CHECKING:
     from .answer import Answer
     from .dryrun import SendPlan
+    from .grounding import SpeechMap
     from .session import Session
 
 __all__ = [
@@ -468,6 +469,10 @@ def answer_for(plan: TurnPlan, outcome: Outcome, *, conversation: str | None) ->
 
     request, ref = plan.request, plan.reference
     segments = find_segments(outcome.text, duration=ref.seconds, offset=ref.start) if ref else []
+    if ref is not None and segments:  # after the whole text arrived: never delays it
+        from .grounding import ground_segments  # numpy and the detector: not at %load_ext
+
+        segments = list(ground_segments(segments, _speech_map(ref)))
     return Answer(
         text=outcome.text,
         model=request.model,
@@ -496,6 +501,17 @@ def answer_for(plan: TurnPlan, outcome: Outcome, *, conversation: str | None) ->
         clip_labels=tuple(p.label for p in plan.prepared),
         unknown_audio=sum(1 for m in request.messages for a in m.audio if a.seconds is None),
     )
+
+
+def _speech_map(ref: PreparedAudio) -> SpeechMap | None:
+    """The speech map of what the model heard (the clip's window as sent), or None when
+    its audio is not in the kernel (a URL the service fetched itself)."""
+    from .grounding import map_for_window
+
+    clip = ref.clip
+    if clip.is_remote or not ref.seconds:
+        return None
+    return map_for_window(clip, ref.start, ref.seconds)
 
 
 def spoken_clip(pcm: bytes, rate: int, voice: str | None) -> AudioClip:

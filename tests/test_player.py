@@ -7,6 +7,7 @@ tests/e2e/test_player_browser.py; timings of the 30-minute case live in bench/be
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,7 @@ def test_answer_view_player_gets_the_answers_segments(
     assert players[-1].data["text/plain"].endswith("⏱ times: 1.5–1.85 s, 4–4.43 s")
     final = cap.outputs[-1].data
     assert "⏱ times: 1.5–1.85 s, 4–4.43 s" in final["text/plain"]
-    assert "⏱ times: 1.5–1.85 s, 4–4.43 s" in final["text/html"]
+    assert "◷ times: 1.5–1.85 s, 4–4.43 s" in final["text/html"], "no emoji font needed"
     # the Answer's own display (e.g. `answers[0]` in a later cell) lists them too
     data, _ = answer._repr_mimebundle_()
     assert "⏱ times: 1.5–1.85 s, 4–4.43 s" in data["text/plain"]
@@ -313,5 +314,107 @@ def test_no_autoplay_and_static_files_ship_with_the_package() -> None:
     assert "autoplay = false" in js and ".play()" in js
     assert "innerHTML" not in js, "model text must never become markup"
     assert not any(line.startswith("import ") for line in js.splitlines()), "self-contained"
-    assert not any(s in js for s in ("http://", "https://", "cdn")), "no CDN: works offline"
+    fetched = js.replace('"http://www.w3.org/2000/svg"', "")  # a namespace name, not a URL
+    assert not any(s in fetched for s in ("http://", "https://", "cdn")), "no CDN: works offline"
     assert (player_mod._STATIC / "player.css").exists()
+
+
+# ---------------------------------------------------------------------- evidence and timeline
+def test_the_player_carries_speech_band_spectrogram_and_grounding(
+    session: object, emu: Emulator, audio: Path
+) -> None:
+    emu.reply_with("'apple' from 1.56 to 1.93 seconds; a dog barks from 2.5 to 3.2 s.")
+    answer = ask_audio(audio / WORDS, "Where?", display=False)
+    p = Player(audio / WORDS, segments=answer.segments)
+    assert [[round(a, 1), round(b, 1)] for a, b in p.speech] == [[1.5, 1.9], [4.0, 4.4]]
+    assert p.detail and not p.lazy
+    assert p.spectrogram_mime in ("image/webp", "image/png")
+    assert 0 < len(p.spectrogram) <= 32 * 1024
+    word, dog = p.segments
+    assert word["grounding"]["status"] == "speech"
+    assert word["grounding"]["text"].startswith("model said 1.56–1.93 s; speech at 1.5")
+    assert dog["grounding"]["status"] == "silence"
+
+
+def test_a_zoomed_view_gets_finer_detail_from_the_kernel(
+    audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser's request (a custom comm message) is answered with peaks of just the
+    visible span, on the overview's scale, and a spectrogram slice."""
+    p = Player(audio / WORDS)
+    sent: list[tuple[dict[str, Any], list[bytes]]] = []
+    monkeypatch.setattr(p, "send", lambda content, buffers=None: sent.append((content, buffers)))
+    p._handle_custom_msg({"type": "detail", "id": 7, "start": 1.4, "end": 1.9, "bins": 500}, [])
+    ((content, (peaks, image)),) = sent
+    assert content["id"] == 7 and content["start"] == 1.4
+    assert content["end"] == pytest.approx(1.9)
+    detail = pairs(peaks)
+    assert len(detail) == 500  # 1 ms a bin: a 50 ms-per-100-px view at 500 px
+    amp = np.maximum(-detail[:, 0], detail[:, 1])
+    assert amp[:90].max() == 0 and amp[120:400].max() > 20, "silence, then 'apple' at 1.5 s"
+    assert amp.max() <= 127 and content["mime"].startswith("image/") and len(image) > 100
+
+
+def test_a_long_clip_computes_its_evidence_when_a_browser_asks(tmp_path: Path) -> None:
+    from tests._synth import write_long_wav
+
+    p = Player(write_long_wav(tmp_path / "long.wav", 150))
+    assert p.lazy and p.spectrogram == b"" and p.speech == []
+    done = threading.Event()
+    p.observe(lambda _change: done.set(), names="lazy")
+    p._handle_custom_msg({"type": "evidence"}, [])  # as the browser asks, once shown
+    assert done.wait(60), "computed off the main thread, then synced"
+    assert not p.lazy and p.spectrogram and p.sound == [[0.0, 150.0]] and p.speech == []
+
+
+def test_windows_timeline_is_one_player_with_absolute_times(
+    session: object, emu: Emulator, audio: Path
+) -> None:
+    from qaudio_magic.player import timeline
+
+    emu.add_fault("status=400;code=InvalidParameter;times=1")  # the first window fails
+    emu.reply_with(
+        "The voice says 'marker three' from 0:00.75 to 0:02.",
+        "'marker six' starts at 0.75 s.",
+        "Marker nine at 0:00.75.",
+    )
+    answers = ask_audio(
+        audio / "long" / "long_95s_markers_32k.mp3", "Q", windows=30, progress=False, concurrency=1
+    )
+    p = timeline(answers)
+    assert p is not None and p.duration == pytest.approx(95.0, abs=0.1)
+    assert [(w["label"], w["status"]) for w in p.windows] == [
+        ("0:00–0:30", "failed"),
+        ("0:30–1:00", "done"),
+        ("1:00–1:30", "done"),
+        ("1:30–1:35", "done"),
+    ]
+    assert "InvalidParameter" in p.windows[0]["error"]
+    by_window = {s["window"]: s for s in p.segments}
+    assert by_window[1]["label"] == "0:30.75–0:32" and by_window[1]["start"] == 30.75
+    assert by_window[2]["label"] == "1:00.75"
+    g = by_window[1]["grounding"]
+    assert g["status"] == "speech" and g["start"] == pytest.approx(30.75, abs=0.15)
+    assert p.plain_text().startswith("▶ long_95s_markers_32k.mp3")
+
+
+def test_an_hour_long_file_zooms_to_50_ms_per_100_px(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1-hour file: the deepest view (half a second on 1000 px) gets its own peaks, decoded
+    from just that span, on the whole file's scale."""
+    from tests._synth import dominant_hz, write_long_wav
+
+    p = Player(write_long_wav(tmp_path / "hour.wav", 3600))
+    assert p.duration == pytest.approx(3600.0) and p.lazy, "the picture waits for a browser"
+    sent: list[tuple[dict[str, Any], list[bytes]]] = []
+    monkeypatch.setattr(p, "send", lambda content, buffers=None: sent.append((content, buffers)))
+    p._handle_custom_msg(
+        {"type": "detail", "id": 1, "start": 1800.0, "end": 1800.5, "bins": 2000}, []
+    )
+    ((content, (peaks, _image)),) = sent
+    assert (content["start"], content["end"]) == (1800.0, pytest.approx(1800.5))
+    detail = pairs(peaks)
+    assert len(detail) == 2000 and np.abs(detail).max() == 127  # the tone at full scale
+    wave = detail[:, 1].astype(float)  # 4 samples a bin at 16 kHz: the maxima trace the tone
+    assert dominant_hz(np.repeat(wave, 4)) == pytest.approx(600.0, abs=10)  # minute 30: 600 Hz

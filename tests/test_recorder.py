@@ -123,8 +123,10 @@ def test_upload_is_a_take_too(ip, emu: Emulator, audio: Path) -> None:
     browser_upload(mic, audio / "en_mp3_64k.mp3", "audio/mpeg")
     assert "Take 1 (en_mp3_64k.mp3):" in mic.status and "mp3" in mic.status
     assert mic._upload.value == (), "uploaded bytes must leave the widget state"
-    assert bytes(mic._player.value) == (audio / "en_mp3_64k.mp3").read_bytes()
-    assert mic._player.format == "mpeg"
+    shown = mic.take_player  # the same waveform player as every clip's
+    assert shown.clip.read_bytes() == (audio / "en_mp3_64k.mp3").read_bytes()
+    assert shown.audio.mime == "audio/mpeg" and shown.duration == pytest.approx(5.2, abs=0.2)
+    assert bytes(mic._player.value) == b"", "the take's bytes live in one model only"
     answer = ip.run_cell_magic("qaudio", "mic", "What is said?")
     assert "1 audio clip" in answer.text and answer.clips[0].kind == "recording"
 
@@ -149,12 +151,13 @@ def test_upload_when_the_microphone_is_refused(ip, audio: Path) -> None:
     assert "Take 1 (en_opus_stream.webm): 5.1 s" in mic.status
     # another try that brings nothing: `mic` keeps its take, and the player shows it again
     mic.start()
-    assert mic._player.layout.display == "none"
+    assert mic.take_player is None and mic._meter.active, "the level meter runs while recording"
     mic.stop()
+    assert not mic._meter.active
     wait_for(lambda: "no recording arrived" in mic.status)
     assert "mic still means take 1" in mic.status
-    assert bytes(mic._player.value) == mic.takes[0].read_bytes()
-    assert mic._player.layout.display is None and mic._player.format == "webm"
+    assert mic.take_player.clip.read_bytes() == mic.takes[0].read_bytes()
+    assert mic.take_player.audio.mime == "audio/webm"
 
 
 def test_too_long_take_stops_itself_and_says_so(webm: bytes) -> None:
