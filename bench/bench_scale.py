@@ -371,7 +371,7 @@ def dask_rows(quick: bool) -> list[dict[str, Any]]:
                         n_workers=workers,
                         threads_per_worker=1,
                         host="127.0.0.1",
-                        dashboard_address=None,
+                        dashboard_address="127.0.0.1:0",
                     ) as cluster,
                     distributed.Client(cluster),
                 ):

@@ -196,12 +196,9 @@ class ResponseCache:
         """The stored answer for ``key``, or None (an unreadable entry counts as absent)."""
         text: str | None = None
         try:
-            db = _open(self.path, create=False)
-            if db is not None:
-                with db.lock:
-                    row = db.conn.execute(
-                        "SELECT entry FROM answers WHERE key = ?", (key,)
-                    ).fetchone()
+            reader = _reader(self.path)
+            if reader is not None:
+                row = reader.execute("SELECT entry FROM answers WHERE key = ?", (key,)).fetchone()
                 text = row[0] if row else None
         except (sqlite3.Error, OSError):
             text = None
@@ -375,6 +372,33 @@ class _Database:
 # not use its parent's connection.
 _databases: dict[tuple[int, str], _Database] = {}
 _databases_lock = threading.Lock()
+
+
+_readers = threading.local()  # .connections: {path: connection} of this thread
+
+
+def _reader(path: Path) -> sqlite3.Connection | None:
+    """This thread's read-only connection to the database (None while it does not exist).
+
+    Lookups need no lock this way: in WAL mode readers never wait for each other or for
+    the writer, and a batch's 64 workers look up every item before asking for it."""
+    connections: dict[tuple[int, str], sqlite3.Connection] | None = getattr(
+        _readers, "connections", None
+    )
+    if connections is None:
+        connections = _readers.connections = {}
+    ident = (os.getpid(), str(path))
+    conn = connections.get(ident)
+    if conn is None:
+        if _open(path, create=False) is None:  # made (schema, WAL) by the one writer
+            return None
+        conn = connections[ident] = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None
+        )
+        # a lookup by key reads a few pages: 64 workers with SQLite's default 2 MB page
+        # cache each would hold 128 MB of pages the OS caches anyway
+        conn.execute("PRAGMA cache_size=-64")
+    return conn
 
 
 def _open(path: Path, *, create: bool) -> _Database | None:

@@ -48,8 +48,12 @@ MAX_SOURCE_BYTES = 1 << 30  # 1 GiB: refuse absurd files from their size, before
 _T = TypeVar("_T")
 
 
+_UNSET: Any = object()  # a fact not measured yet
+_FACTS_KEPT = ("info", "sha256", "path")  # what a derived clip may share with its origin
+
+
 class _fact(Generic[_T]):
-    """A property computed once per clip and kept in its ``__dict__``.
+    """A property computed once per clip and kept in a slot of its own (``_<name>``).
 
     Not ``functools.cached_property``: up to Python 3.11 that holds one lock per *class*
     while it computes, so a batch's workers, each hashing or probing a different clip,
@@ -59,11 +63,8 @@ class _fact(Generic[_T]):
 
     def __init__(self, func: Callable[[Any], _T]) -> None:
         self.func = func
-        self.name = func.__name__
+        self.slot = "_" + func.__name__
         self.__doc__ = func.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
 
     @overload
     def __get__(self, instance: None, owner: type | None = None) -> _fact[_T]: ...
@@ -72,10 +73,10 @@ class _fact(Generic[_T]):
     def __get__(self, instance: object, owner: type | None = None) -> _T | _fact[_T]:
         if instance is None:
             return self
-        try:
-            value: _T = instance.__dict__[self.name]
-        except KeyError:
-            value = instance.__dict__[self.name] = self.func(instance)
+        value: _T = getattr(instance, self.slot)
+        if value is _UNSET:
+            value = self.func(instance)
+            object.__setattr__(instance, self.slot, value)
         return value
 
 
@@ -86,7 +87,7 @@ class AudioSourceLike(Protocol):
     def _as_audio_clip_(self) -> AudioClip: ...
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(frozen=True, eq=False, repr=False, slots=True)  # slots: a batch keeps one per row
 class AudioClip:
     """Immutable audio value: origin, decoded facts (lazy), optional time window.
 
@@ -102,6 +103,10 @@ class AudioClip:
     end: float | None = None  # None: to the end of the source
     mime_hint: str | None = None
     format_hint: str | None = None  # FFmpeg demuxer name tried before sniffing (from_bytes)
+    # facts measured once (see _fact): the decoded info, the digest, the file's Path
+    _info: Any = field(default=_UNSET, init=False, repr=False, compare=False)
+    _sha256: Any = field(default=_UNSET, init=False, repr=False, compare=False)
+    _path: Any = field(default=_UNSET, init=False, repr=False, compare=False)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -280,16 +285,24 @@ class AudioClip:
         try:
             self.info  # noqa: B018
         except QAudioError:  # undecodable: nothing to keep
-            self.__dict__["info"] = None
+            object.__setattr__(self, "_info", None)
         return self._derive(payload=None)
 
     def _derive(self, **changes: Any) -> AudioClip:
         """A changed copy that keeps the facts already measured (no second probe or hash)."""
         new = replace(self, **changes)
-        for fact in ("info", "sha256", "path"):
-            if fact in self.__dict__ and not (fact == "path" and "location" in changes):
-                new.__dict__[fact] = self.__dict__[fact]
+        for fact in _FACTS_KEPT:
+            if fact == "path" and "location" in changes:
+                continue
+            value = getattr(self, "_" + fact)
+            if value is not _UNSET:
+                object.__setattr__(new, "_" + fact, value)
         return new
+
+    def with_window(self, start: float, end: float | None) -> AudioClip:
+        """This clip limited to ``[start, end)`` absolute seconds of its source, sharing the
+        facts already measured (no second probe or hash of the source)."""
+        return self._derive(start=start, end=end)
 
     # ----------------------------------------------------------------- display
     def label(self) -> str:
@@ -303,7 +316,7 @@ class AudioClip:
         return text
 
     def __repr__(self) -> str:
-        info = f", {self.info.describe()}" if "info" in self.__dict__ and self.info else ""
+        info = f", {self._info.describe()}" if self._info not in (_UNSET, None) else ""
         window = f", window={self.start:g}–{self.end}" if self.is_windowed else ""
         return f"AudioClip({self.name!r}, kind={self.kind!r}{window}{info})"
 

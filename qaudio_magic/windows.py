@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 
@@ -78,11 +77,7 @@ def window_clip(clip: AudioClip, start: float, end: float) -> AudioClip:
     A windowed clip is a new value; copying the decoded facts and the digest keeps an
     hour-long source from being probed and hashed again for each of its 120 windows.
     """
-    window = replace(clip, start=start, end=end)
-    for name in ("info", "sha256"):
-        if name in clip.__dict__:
-            window.__dict__[name] = clip.__dict__[name]
-    return window
+    return clip.with_window(start, end)
 
 
 class _Samples:

@@ -12,7 +12,9 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from qaudio_magic import ask_audio
@@ -44,8 +46,7 @@ def cluster() -> Iterator[distributed.Client]:
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
-                worker_dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # a free port: another cluster may hold 8787
             ) as local,
             distributed.Client(local) as client,
         ):
@@ -90,10 +91,20 @@ def test_a_dask_series_gives_the_rows_of_a_local_batch(
     pd.testing.assert_frame_equal(result[SAME], local[SAME], check_dtype=False)
     assert result["error"].isna().all()
 
-    # the key is nowhere in the graph, its pickled form, the workers' or scheduler's logs
+    # the key is nowhere in the graph, its pickled form, the workers' or scheduler's logs,
+    # or the scheduler's web pages (workers, logs, each worker's page)
     graph = dict(lazy.__dask_graph__())
     blob = repr(graph) + repr(lazy) + str(lazy.dask)
     blob += str(cluster.get_worker_logs()) + str(cluster.get_scheduler_logs())
+    info = cluster.scheduler_info()
+    web = f"http://127.0.0.1:{info['services']['dashboard']}"
+    pages = ["/info/main/workers.html", "/info/main/logs.html", "/json/counts.json"]
+    pages += [f"/info/worker/{quote(w, safe='')}.html" for w in info["workers"]]
+    pages += [f"/info/logs/{quote(w, safe='')}.html" for w in info["workers"]]
+    for page in pages:
+        shown = httpx.get(web + page, timeout=30)
+        assert shown.status_code == 200, page
+        blob += shown.text
     assert TEST_KEY not in blob
     assert TEST_KEY.encode() not in cloudpickle.dumps(graph)  # what travels to the scheduler
 
