@@ -146,3 +146,30 @@ def test_the_quickstart_as_html(browser: Any, browser_emulator: Emulator, tmp_pa
         _shot(page, "nbconvert_quickstart_first_answer.png", first)
     finally:
         page.close()
+
+
+def test_an_error_before_sending_shows_its_one_line_and_nothing_else(
+    open_notebook, browser_emulator: Emulator
+) -> None:
+    """Issue 14 (7): no key — no player left on the page, no "…", no "⚠ Incomplete"."""
+    before = len(browser_emulator.requests)
+    nb = open_notebook(
+        "static_error.ipynb",
+        [
+            "%load_ext qaudio_magic\nimport os\nos.environ.pop('DASHSCOPE_API_KEY', None)",
+            f"%%qaudio {WORDS}\nWhere is 'apple'?",
+        ],
+        "lab",
+    )
+    nb.run_all()
+    cell = nb.panel.locator(".jp-CodeCell").nth(1)
+    cell.locator(".jp-OutputArea-output", has_text="UsageError").wait_for(timeout=60_000)
+    nb.wait_kernel_idle()
+    shown = [t.strip() for t in cell.locator(".jp-OutputArea-output").all_inner_texts()]
+    assert [t for t in shown if t] == [
+        "UsageError: no DashScope API key — set DASHSCOPE_API_KEY, run %qaudio key, or "
+        "%qaudio emulator to try offline"
+    ]
+    assert cell.locator(".qaudio-player, .qaudio-answer").count() == 0
+    assert len(browser_emulator.requests) == before
+    _shot(nb.page, "lab_error_before_sending.png", cell)
