@@ -7,8 +7,10 @@ history budget, response cache, retries, usage meter, the typed repair).
 
 Concurrency is per route, not per grid: models served by one backend (DashScope native,
 compatible mode, one ``openai:`` server, ``local:``) share that backend's connection pool
-and account limits, so they share one lane of ``concurrency`` workers, while lanes of
-different routes run side by side. Cells are queued clip by clip across a lane's models,
+and account limits, so they share one lane of ``concurrency`` workers (at most 16, the
+pool's size), while lanes of different routes run side by side. Each model's requests
+wait for their slot under its rate limit (``rate_limit``: RPM/TPM from the model registry,
+:func:`qaudio_magic.turn.pacing`), exactly as a batch's do. Cells are queued clip by clip across a lane's models,
 so every model advances at the same pace and a grid interrupted with Ctrl-C has whole
 rows. What a batch promises holds per model: every cell ends as an Answer or a Failure,
 an error that would repeat for every clip of a model (bad key, quota) stops that model
@@ -43,17 +45,19 @@ from .costs import Cost, estimate_cost, total_cost
 from .errors import InputError, Interrupted, QAudioError
 from .session import Session, get_session
 from .sources import expand_sources, resolve_sources
-from .turn import answer_for, plan_turn, send
+from .turn import answer_for, pacing, plan_turn, send
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ._ratelimit import RateLimiter
     from .estimate import BatchPlan
     from .schema import Schema, SchemaLike
 
 __all__ = ["Grid", "GridScore", "compare"]
 
 _STOP_WITHIN = 1.0  # seconds Ctrl-C may take to stop in-flight requests
+LANE_MOST = 16  # workers per route: the backend's shared connection pool holds 16
 
 
 # ---------------------------------------------------------------------- asking
@@ -109,10 +113,13 @@ def compare(
 
     lanes: dict[int, _Lane] = {}
     limits: dict[str, Limits] = {}
+    limiters: dict[str, RateLimiter | None] = {}
     for name in names:  # a missing key or server address fails here, before sending
         backend = sess.backend(name)
         limits[name] = backend.limits(name)
-        lanes.setdefault(id(backend), _Lane(backend, workers)).models.append(name)
+        limiters[name] = pacing(sess, backend, name)  # the model's RPM/TPM, as batches do
+        lane = lanes.setdefault(id(backend), _Lane(backend, min(workers, LANE_MOST)))
+        lane.models.append(name)
     context = Conversation(
         "compare", system=(system if system is not None else settings.system) or None
     )
@@ -121,6 +128,7 @@ def compare(
         groups=groups,
         question=question,
         limits=limits,
+        limiters=limiters,
         conversation=context,
         params=dict(params),
         stream=settings.stream,
@@ -179,6 +187,7 @@ class _Run:
     groups: list[tuple[AudioClip, ...]]
     question: str | None
     limits: dict[str, Limits]
+    limiters: dict[str, RateLimiter | None]
     conversation: Conversation
     params: dict[str, Any]
     stream: bool
@@ -228,6 +237,7 @@ def _ask_cell(run: _Run, backend: Backend, model: str, index: int) -> tuple[Resu
                 on_text=parts.append,
                 cancel=run.cancel,
                 on_attempt=count,
+                limiter=run.limiters[model],
             )
         else:
             from .structured import send_typed, typed_plan
@@ -243,6 +253,7 @@ def _ask_cell(run: _Run, backend: Backend, model: str, index: int) -> tuple[Resu
                 on_repair=lambda _problem: parts.clear(),
                 cancel=run.cancel,
                 on_attempt=count,
+                limiter=run.limiters[model],
             )
             if repaired:
                 turn = replace(turn, notes=(*turn.notes, repaired))

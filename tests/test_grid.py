@@ -22,6 +22,10 @@ from qaudio_magic.estimate import BatchPlan
 from qaudio_magic.models import lookup
 from qaudio_magic.scoring import normalize
 from qaudio_magic.session import Session
+from qaudio_magic.settings import Settings
+
+from ._synth import make_clips
+from .conftest import TEST_KEY
 
 NATIVE, OMNI, VLLM = "qwen-audio-turbo-latest", "qwen3.5-omni-flash", "openai:Qwen/Qwen2-Audio"
 MODELS = [NATIVE, OMNI, VLLM]
@@ -158,6 +162,30 @@ def test_each_route_keeps_its_own_concurrency(
     )
     assert all(isinstance(r, Answer) for m in grid for r in grid[m])
     assert peaks["dashscope"] <= 2 and peaks["openai"] <= 2
+
+
+def test_a_grid_is_paced_by_each_models_rate_limit(tmp_path: Path) -> None:
+    """The emulator refuses beyond 600 requests and 60,000 tokens a minute per model, per
+    second; a grid told that limit is never refused, and the same grid unpaced is."""
+    clips = make_clips(tmp_path / "clips", 30)  # 30 requests per model: three seconds' worth
+    two = [NATIVE, "qwen-audio-turbo-2024-12-04"]
+    with Emulator() as emu:
+        refused = {}
+        for setting in ("600/60000", "off"):
+            emu.set_rate_limit(rpm=600, tpm=60_000, window=1)  # full buckets, count anew
+            session = Session(
+                Settings(base_url=emu.base_url, rate_limit=setting, cache="off", retries=6)
+            )
+            session.set_key(TEST_KEY)
+            grid = compare(clips, "Q", models=two, session=session, progress=False)
+            session.close()
+            refused[setting] = emu.rate_limits.refused
+            assert isinstance(grid, Grid)
+            if setting != "off":
+                assert all(isinstance(r, Answer) for m in two for r in grid[m])
+                assert sum(grid[m].requests for m in two) == 2 * len(clips)
+    assert refused["600/60000"] == 0
+    assert refused["off"] > 0  # the limit bites: pacing is what avoided it
 
 
 def test_compare_magic_dry_run_and_errors(ip, emu: Emulator, audio: Path) -> None:
