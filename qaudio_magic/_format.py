@@ -4,11 +4,19 @@ Every surface (answer header and footer, players, batch tables, history, dry run
 errors) labels a time the same way, so a window reads ``80–110 s`` or ``1:20–1:50``
 wherever it appears, never one in one place and the other elsewhere. This module imports
 nothing from the package: anything may use it.
+
+Text from outside (a model's answer, a server's error, a file's name) reaches a terminal
+or a notebook through :func:`printable`: its control characters — ANSI and OSC escape
+sequences that would set a window title, clear the screen or plant a hyperlink, a BEL, a
+carriage return that overwrites the line — are shown as their visible Unicode symbols
+(``ESC`` → ``␛``, ``BEL`` → ``␇``, ``CR`` → ``␍``, ``DEL`` → ``␡``; C1 controls →
+``�``). Newlines and tabs stay; a CRLF line end becomes a newline.
 """
 
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +25,7 @@ __all__ = [
     "clock",
     "num",
     "plural",
+    "printable",
     "seconds",
     "short",
     "size",
@@ -25,6 +34,19 @@ __all__ = [
     "text_table",
     "width",
 ]
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)}
+_PICTURES |= {0x7F: 0x2421} | dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters shown as visible symbols (newlines and tabs
+    kept): what a terminal or a notebook shows of text it did not write itself."""
+    if _CONTROL.search(text) is None:
+        return text
+    return text.replace("\r\n", "\n").translate(_PICTURES)
 
 
 def num(value: float) -> str:
@@ -61,8 +83,8 @@ def plural(count: int, noun: str, many: str | None = None) -> str:
 
 
 def short(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
-    text = " ".join(text.split())
+    """``text`` on one line, printable, cut to ``limit`` characters with an ellipsis."""
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -87,7 +109,11 @@ def _pad(text: str, columns: int) -> str:
 def text_table(
     header: Sequence[str], rows: Sequence[Sequence[str]], *, lines: Sequence[str] = ()
 ) -> str:
-    """An aligned plain-text table (CJK-aware), after ``lines`` (a title, notes)."""
+    """An aligned plain-text table (CJK-aware), after ``lines`` (a title, notes); every
+    cell printable."""
+    header = [printable(h) for h in header]
+    rows = [[printable(c) for c in r] for r in rows]
+    lines = [printable(line) for line in lines]
     widths = [max([width(h), *(width(r[i]) for r in rows)]) for i, h in enumerate(header)]
     out = list(lines)
     out.append("  ".join(_pad(h, w) for h, w in zip(header, widths, strict=True)).rstrip())
@@ -105,8 +131,12 @@ def table_bundle(
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """A compact table as escaped HTML with an aligned plain-text fallback.
 
-    Cells may hold model output: they are escaped, never rendered as Markdown or HTML.
+    Cells may hold model output: they are escaped, never rendered as Markdown or HTML,
+    and made printable.
     """
+    title, notes = printable(title), [printable(n) for n in notes]
+    header = [printable(h) for h in header]
+    rows = [[printable(c) for c in r] for r in rows]
     plain = text_table(header, rows, lines=[*title.splitlines(), *(f"note: {n}" for n in notes)])
     esc = html.escape
     head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)

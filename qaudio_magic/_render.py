@@ -3,7 +3,11 @@
 Model output is untrusted (the audio itself can steer it), so Markdown is rendered with
 raw HTML disabled, links limited to http(s) and opened with ``rel=noopener``, and
 images turned off (no tracking pixels). The plain-text part of a bundle is the model's
-Markdown exactly as written; a saved notebook therefore holds the answer as plain text.
+Markdown as written, its control characters shown as symbols (``_format.printable``); a
+saved notebook therefore holds the answer as plain text. Past :data:`MARKDOWN_LIMIT`
+characters (far more than any model writes in one answer) the rest is shown as escaped
+plain text: rendering Markdown costs microseconds per character, and a hostile answer is
+up to a million characters long.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from ._format import printable
+
 __all__ = [
     "bundle",
     "data_lines",
@@ -25,6 +31,7 @@ __all__ = [
 ]
 
 _SAFE_SCHEMES = ("http://", "https://")
+MARKDOWN_LIMIT = 100_000  # characters of an answer rendered as Markdown; the rest as text
 
 
 def _make_md() -> MarkdownIt:
@@ -46,8 +53,11 @@ _MD = _make_md()
 
 
 def render_markdown(text: str) -> str:
-    """Untrusted Markdown to inert HTML."""
-    return _MD.render(text)
+    """Untrusted Markdown to inert HTML (past MARKDOWN_LIMIT characters, escaped text)."""
+    if len(text) <= MARKDOWN_LIMIT:
+        return _MD.render(text)
+    rest = html.escape(text[MARKDOWN_LIMIT:])
+    return _MD.render(text[:MARKDOWN_LIMIT]) + f"<pre style='white-space:pre-wrap'>{rest}</pre>"
 
 
 _STYLE = (
@@ -133,6 +143,9 @@ def bundle(
     again). ``pictures``: static waveform pictures (``_picture.picture_html``, our own
     markup, never model text) for saved notebooks.
     """
+    text, clips_line, notes = printable(text), printable(clips_line), [printable(n) for n in notes]
+    question, footer = printable(question or "") or None, printable(footer)
+    status, reasoning = printable(status or "") or None, printable(reasoning)
     esc = html.escape
     parts = ['<div class="qaudio-answer">', _STYLE]
     # text symbols every UI font has (DejaVu, Noto, Segoe...): no emoji font needed

@@ -12,6 +12,7 @@ history budget, the response cache, the retry policy and the usage meter.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -284,6 +285,12 @@ def ask_audio(
                 reference=plan.reference,
                 data=data,
                 spoken=spoken,
+            )
+        except Exception as exc:  # recorded already: a display that fails must not lose it
+            warnings.warn(
+                f"the answer could not be shown in full ({type(exc).__name__}); "
+                "it is recorded and returned",
+                stacklevel=2,
             )
         answer.pictures = tuple(view.pictures)
         answer._shown_in = _execution_count()

@@ -456,17 +456,41 @@ def _from_path(path: Path, shown: str) -> AudioClip:
         raise SourceError(f"{shown}: cannot read ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{shown}: is a directory, not an audio file")
+    _regular(st.st_mode, shown)
     if st.st_size > MAX_SOURCE_BYTES:
         raise AudioTooLargeError(
             f"{shown}: {st.st_size / 1e9:.1f} GB is over the {MAX_SOURCE_BYTES / 1e9:.1f} GB "
             "limit for one source"
         )
     try:  # really open it: permission bits say nothing when running as root
-        with open(path, "rb") as fh:
-            fh.read(1)
+        # O_NONBLOCK: should the path have become a FIFO since stat, open() must not
+        # wait for a writer; fstat then tells what was opened
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            _regular(os.fstat(fd).st_mode, shown)
+            os.read(fd, 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise SourceError(f"{shown}: cannot read ({(exc.strerror or str(exc)).lower()})") from None
     return AudioClip(name=path.name, kind="path", location=str(path.absolute()))
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _regular(mode: int, shown: str) -> None:
+    """Refuse at once what is not a regular file: a FIFO named x.wav would block open()
+    for ever, and /dev/zero or /dev/urandom would be read (and hashed) without end."""
+    if stat.S_ISREG(mode):
+        return
+    kind = next((what for test, what in _NOT_REGULAR if test(mode)), "not a regular file")
+    raise SourceError(f"{shown}: is {kind}, not an audio file (only files and URLs are read)")
 
 
 def _from_string(text: str) -> AudioClip:

@@ -19,11 +19,13 @@ In a magic, any ``QAudioError`` prints as one line (no traceback); in Python cod
 propagates normally. Each error also says what a batch should do with it:
 :attr:`QAudioError.ends_batch` is true for errors that would repeat for every remaining
 item (no key, a spent quota), so a batch stops sending instead of failing 400 times. Messages never contain the API key: they pass through
-:func:`qaudio_magic._secret.scrub` on the way in.
+:func:`qaudio_magic._secret.scrub` on the way in, and then through
+:func:`qaudio_magic._format.printable` (no terminal control codes from a server's text).
 """
 
 from __future__ import annotations
 
+from ._format import printable
 from ._secret import scrub
 
 __all__ = [
@@ -50,10 +52,10 @@ class QAudioError(Exception):
     ends_batch = False  # would every other item of a batch fail the same way?
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        message = scrub(" ".join(str(message).split()))
+        message = printable(scrub(" ".join(str(message).split())))
         super().__init__(message)
         if hint is not None:
-            self.hint = scrub(hint)
+            self.hint = printable(scrub(hint))
 
     def one_line(self) -> str:
         """The message plus its hint, as shown by the magic."""

@@ -12,7 +12,9 @@ same thing everywhere:
 
 URL sources stay URLs (the service fetches them). The rules for touching them from the
 kernel live here too: a HEAD check (:func:`check_url`) that fails a 404 before anything is
-sent, and a capped download (:func:`fetch`) when bytes are needed. Both follow at most
+sent, and a capped download (:func:`fetch`) when bytes are needed. Each has one deadline
+for all of it (redirects included) that holds however slowly the server answers: 5 s for
+the check, 10 minutes for a download. Both follow at most
 :data:`MAX_REDIRECTS` redirects, to http(s) URLs only: a redirect to ``file:``, ``ftp:``,
 ``data:`` or any other scheme is refused (the kernel must never be steered into reading a
 local file). Redirects to other hosts are followed — these requests carry no API key,
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .clip import AudioClip, is_audio_object, is_sample_pair
-from .errors import AudioTooLargeError, SourceError
+from .errors import AudioTooLargeError, SourceError, TransportError
 
 if TYPE_CHECKING:  # httpx loads with the first URL, not at `%load_ext`
     import httpx
@@ -73,7 +76,8 @@ AUDIO_SUFFIXES = frozenset(
 )
 MAX_FETCH_BYTES = 200_000_000  # cap on downloading a URL source into the kernel
 MAX_REDIRECTS = 5
-URL_CHECK_TIMEOUT = 5.0
+URL_CHECK_TIMEOUT = 5.0  # the whole check, redirects included
+FETCH_TIMEOUT = 600.0  # a whole download (200 MB at ~3 Mbit/s)
 
 
 # ---------------------------------------------------------------------- which sources
@@ -238,8 +242,13 @@ def check_url(url: str, max_bytes: int) -> tuple[str, ...]:
     """
     import httpx
 
+    from ._net import deadline
+
     try:
-        with _url_client(url, httpx.Timeout(URL_CHECK_TIMEOUT)) as client:
+        with (
+            deadline(time.monotonic() + URL_CHECK_TIMEOUT),
+            _url_client(url, httpx.Timeout(URL_CHECK_TIMEOUT)) as client,
+        ):
             response = client.head(url)
     except httpx.TooManyRedirects:
         raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
@@ -251,7 +260,7 @@ def check_url(url: str, max_bytes: int) -> tuple[str, ...]:
         return ()
     if response.status_code >= 400:
         raise SourceError(
-            f"{url}: cannot fetch it (HTTP {response.status_code} {response.reason_phrase})"
+            f"{url}: cannot fetch it (HTTP {response.status_code} {_reason(response)})"
         )
     length = response.headers.get("content-length")
     if length is None:
@@ -268,22 +277,26 @@ def fetch(clip: AudioClip) -> AudioClip:
     """The URL's bytes as a local clip with the same name and window (at most MAX_FETCH_BYTES)."""
     import httpx
 
+    from ._net import deadline
+    from .backends._body import decoded_chunks
+
     url = clip.location or ""
     cap = MAX_FETCH_BYTES
     buf = bytearray()
     try:
         with (
+            deadline(time.monotonic() + FETCH_TIMEOUT),
             _url_client(url, httpx.Timeout(60.0, connect=10.0)) as c,
             c.stream("GET", url) as response,
         ):
             if response.status_code >= 400:
                 raise SourceError(
-                    f"{url}: cannot fetch it (HTTP {response.status_code} {response.reason_phrase})"
+                    f"{url}: cannot fetch it (HTTP {response.status_code} {_reason(response)})"
                 )
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > cap:
                 raise AudioTooLargeError(_over_cap(url, int(declared), cap))
-            for chunk in response.iter_bytes():
+            for chunk in decoded_chunks(response, url):  # inflated 64 KB at a time
                 buf += chunk
                 if len(buf) > cap:
                     raise AudioTooLargeError(_over_cap(url, None, cap))
@@ -291,9 +304,15 @@ def fetch(clip: AudioClip) -> AudioClip:
         raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
     except httpx.InvalidURL as exc:
         raise SourceError(f"{url}: redirects to an invalid URL ({exc})") from None
+    except httpx.TimeoutException:
+        raise SourceError(
+            f"{url}: cannot fetch it (not downloaded within {FETCH_TIMEOUT:g} s)"
+        ) from None
     except httpx.HTTPError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SourceError(f"{url}: cannot fetch it ({reason})") from None
+        raise SourceError(f"{url}: cannot fetch it ({reason[:200]})") from None
+    except TransportError as exc:  # a body in an encoding that is not accepted
+        raise SourceError(f"{url}: cannot fetch it ({exc})") from None
     if not buf:
         raise SourceError(f"{url}: the server sent an empty file")
     return AudioClip(
@@ -324,10 +343,16 @@ def _url_client(url: str, timeout: httpx.Timeout) -> httpx.Client:
     return httpx.Client(
         transport=interruptible_transport(),
         timeout=timeout,
+        headers={"accept-encoding": "identity"},  # audio does not compress
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         event_hooks={"response": [vet]},
     )
+
+
+def _reason(response: httpx.Response) -> str:
+    """The server's reason phrase, kept to a few words (it is the server's text)."""
+    return " ".join(response.reason_phrase.split())[:40]
 
 
 def _over_cap(url: str, size: int | None, cap: int) -> str:

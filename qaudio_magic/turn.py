@@ -468,7 +468,12 @@ def answer_for(plan: TurnPlan, outcome: Outcome, *, conversation: str | None) ->
     from .answer import Answer
 
     request, ref = plan.request, plan.reference
-    segments = find_segments(outcome.text, duration=ref.seconds, offset=ref.start) if ref else []
+    try:  # the text is untrusted and the turn is already recorded: nothing here may raise
+        segments = (
+            find_segments(outcome.text, duration=ref.seconds, offset=ref.start) if ref else []
+        )
+    except (ValueError, ArithmeticError, RecursionError):
+        segments = []
     if ref is not None and segments:  # after the whole text arrived: never delays it
         from .grounding import ground_segments  # numpy and the detector: not at %load_ext
 

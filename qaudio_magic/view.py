@@ -9,7 +9,12 @@ Every output carries a static record: the answer's plain output lists those time
 and shows a small picture of each waveform with them marked (:mod:`qaudio_magic._picture`),
 so a notebook saved with default settings (no widget state) still shows which clip the
 answer is about and where, and holds no audio bytes. In a terminal the text is printed as
-it arrives.
+it arrives, control characters shown as symbols (``_format.printable``).
+
+The cost of one streamed piece does not grow with the answer: pieces are appended to a
+list (joined only to render), and the answer is re-rendered at most every 50 ms and never
+sooner than four times as long as the last render took, so rendering takes at most a fifth
+of the time however long the answer grows.
 
 A failure before anything arrived leaves nothing behind but the error's one line: what
 was drawn is removed (no empty player, no "…"); "Incomplete" is only for an answer that
@@ -31,6 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._format import printable
 from ._render import bundle
 from .segments import Segment
 
@@ -42,6 +48,28 @@ __all__ = ["AnswerView", "display_mode", "make_player"]
 
 _UPDATE_EVERY = 0.05  # seconds between re-renders while streaming (the first is immediate)
 _THINK_EVERY = 0.25  # seconds between updates of the reasoning block (the first is immediate)
+_BUSY = 4.0  # wait at least this many times the last render's duration before the next
+
+
+class _Pieces:
+    """Text that grows piece by piece: adding costs the same however long it is; the
+    pieces are joined only when the text is read (to render it)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, text: str = "") -> None:
+        self._parts = [text] if text else []
+
+    def add(self, piece: str) -> None:
+        self._parts.append(piece)
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def value(self) -> str:
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
 
 def display_mode() -> str | None:
@@ -85,14 +113,14 @@ class AnswerView:
         self.thinking = thinking  # reserve the reasoning block above the answer
         self.context = context  # "conversation default, turn 3 · also sent: a.wav (7.0 s)"
         self.reference = reference  # the audio the answer's times refer to
-        self.text = ""
-        self.reasoning = ""
+        self._text = _Pieces()
+        self._reasoning = _Pieces()
         self._thought: Any = None  # the accordion's HTML while reasoning streams
         self._accordion: Any = None
         self._thinking_handle: Any = None
-        self._last_thought = 0.0
+        self._next_thought = 0.0  # perf_counter time before which the block is not updated
         self._handle: Any = None
-        self._last_render = 0.0
+        self._next_render = 0.0  # perf_counter time before which the answer is not re-rendered
         self._dirty = False
         self._head_printed = False
         self.players: list[Any] = []
@@ -111,7 +139,19 @@ class AnswerView:
     @property
     def arrived(self) -> bool:
         """Whether any of the answer (its text or reasoning) has been shown."""
-        return bool(self.text or self.reasoning)
+        return bool(self._text or self._reasoning)
+
+    @property
+    def text(self) -> str:
+        return self._text.value()
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text = _Pieces(value)
+
+    @property
+    def reasoning(self) -> str:
+        return self._reasoning.value()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -143,26 +183,26 @@ class AnswerView:
         if self.context:
             lines.append(self.context)
         lines += [f"note: {n}" for n in self.notes]
-        print(*lines, sep="\n", flush=True)
+        print(*(printable(line) for line in lines), sep="\n", flush=True)
 
     def add_reasoning(self, text: str) -> None:
         """A new piece of reasoning: into its block, at its own pace (never the answer's)."""
-        first = not self.reasoning
-        self.reasoning += text
+        first = not self._reasoning
+        self._reasoning.add(text)
         if self.mode == "plain":
             self._print_head()
-            sys.stdout.write(("💭 " if first else "") + text)
+            sys.stdout.write(("💭 " if first else "") + printable(text))
             sys.stdout.flush()
             return
         now = time.perf_counter()
         if self._thought is not None:
-            if self._last_thought and now - self._last_thought < _THINK_EVERY:
+            if now < self._next_thought:
                 return
             self._show_reasoning(streaming=True)
-            self._last_thought = now
-        elif not self._last_render or now - self._last_render >= _UPDATE_EVERY:
+            self._next_thought = _next(now, _THINK_EVERY)
+        elif now >= self._next_render:
             self._render(footer="", status=None)  # no block reserved: inside the answer
-            self._last_render = now
+            self._next_render = _next(now, _UPDATE_EVERY)
 
     def _show_reasoning(self, *, streaming: bool) -> None:
         from ._render import reasoning_html, thinking_title
@@ -191,24 +231,25 @@ class AnswerView:
         self._accordion = self._thought = None
 
     def add(self, text: str) -> None:
-        """A new piece of answer text: shown at once, then at most every 50 ms."""
-        first = not self.text
-        self.text += text
+        """A new piece of answer text: shown at once, then at most every 50 ms (and never
+        sooner than four times the last render took)."""
+        first = not self._text
+        self._text.add(text)
         if self.mode == "plain":
             self._print_head()
-            if first and self.reasoning:
+            if first and self._reasoning:
                 sys.stdout.write("\n\n")
-            sys.stdout.write(text)
+            sys.stdout.write(printable(text))
             sys.stdout.flush()
             return
-        if first and self._thought is not None and self.reasoning:
+        if first and self._thought is not None and self._reasoning:
             self._show_reasoning(streaming=False)  # complete now: one cheap widget update
         now = time.perf_counter()
-        if self._last_render and now - self._last_render < _UPDATE_EVERY:
+        if now < self._next_render:
             self._dirty = True
             return
         self._render(footer="", status=None)
-        self._last_render = now
+        self._next_render = _next(now, _UPDATE_EVERY)
 
     def finish(
         self,
@@ -291,7 +332,7 @@ class AnswerView:
                 from ._render import data_lines
 
                 tail = [*data_lines(self.data), *tail]
-            print("", *tail, *self.notes_after, sep="\n", flush=True)
+            print("", *(printable(t) for t in [*tail, *self.notes_after]), sep="\n", flush=True)
             return
         self._settle_reasoning()
         self._render(footer=footer, status=status, metadata=metadata)
@@ -325,6 +366,13 @@ class AnswerView:
         if self._handle is not None:
             self._handle.update(data, metadata=md, raw=True)
         self._dirty = False
+
+
+def _next(started: float, every: float) -> float:
+    """When the next update may come: ``every`` seconds after ``started``, or four times
+    what this one took, whichever is later (rendering takes at most a fifth of the time)."""
+    now = time.perf_counter()
+    return now + max(every - (now - started), _BUSY * (now - started))
 
 
 def _thinking_block() -> tuple[Any, Any]:

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .._format import printable
 from .._net import current_deadline, deadline, interruptible_transport
 from .._secret import Secret, StreamScrubber, scrub
 from .._version import __version__
@@ -266,25 +267,26 @@ class HTTPBackend:
 def scrubbed(events: Iterator[Event]) -> Iterator[Event]:
     """``events`` with keys scrubbed from the answer's text and reasoning, even when split
     across deltas (a piece that could begin a key waits for the next), and from request
-    ids and annotations."""
+    ids and annotations; their control characters shown as symbols (``printable``), so
+    no terminal control code a server sends is kept, shown or stored."""
     text, thought = StreamScrubber(), StreamScrubber()
     try:
         for event in events:
             if isinstance(event, TextDelta):
-                clean = text.feed(event.text)
+                clean = printable(text.feed(event.text))
                 if clean:
                     yield event if clean is event.text else TextDelta(clean)
             elif isinstance(event, ReasoningDelta):
-                clean = thought.feed(event.text)
+                clean = printable(thought.feed(event.text))
                 if clean:
                     yield event if clean is event.text else ReasoningDelta(clean)
             elif isinstance(event, Annotation):
                 yield Annotation(clean_id(event.language), clean_id(event.emotion))
             elif isinstance(event, Completion):
-                rest = thought.flush()
+                rest = printable(thought.flush())
                 if rest:
                     yield ReasoningDelta(rest)
-                rest = text.flush()
+                rest = printable(text.flush())
                 if rest:
                     yield TextDelta(rest)
                 yield replace(event, request_id=clean_id(event.request_id))
@@ -433,10 +435,11 @@ def request_id_of(headers: httpx.Headers) -> str | None:
 
 
 def clean_id(value: object) -> str | None:
-    """A request id from a server: scrubbed of keys, one line, at most 100 characters."""
+    """A request id from a server: scrubbed of keys, one printable line, at most 100
+    characters."""
     if value is None or value == "":
         return None
-    text = " ".join(scrub(str(value)).split())
+    text = printable(" ".join(scrub(str(value)).split()))
     return text[:100] or None
 
 

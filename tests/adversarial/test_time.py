@@ -190,3 +190,25 @@ def test_the_magic_reports_it_in_one_line(ip, hostile: HostileServer) -> None:
         ip.run_cell_magic("qaudio", str(CLIP), "What is said?")
     assert time.monotonic() - started < TOTAL + OVERSHOOT
     assert str(err.value) == f"127.0.0.1:{hostile.port}: the answer {TOTAL_MESSAGE}"
+
+
+def test_the_url_check_ends_within_its_5_s(
+    hostile: HostileServer, make_session: Callable[..., Session]
+) -> None:
+    """A URL source's HEAD answered a byte at a time used to hold the question for over a
+    minute; the check now has 5 s in all. A check that cannot finish is not fatal (the
+    service may reach hosts the kernel cannot): the question goes on and is answered."""
+    from qaudio_magic.sources import URL_CHECK_TIMEOUT
+
+    def answer(conn: Conn, request: Request) -> None:
+        conn.sse_head()
+        conn.send(dashscope_event("Heard it.", "stop"))
+
+    hostile.route("/clip.wav", trickled_headers)
+    hostile.route(GENERATION, answer)
+    started = time.monotonic()
+    result = ask_audio(f"{hostile.url}/clip.wav", "Q", session=make_session(), display=False)
+    took = time.monotonic() - started
+    assert result.text == "Heard it."
+    assert URL_CHECK_TIMEOUT <= took < URL_CHECK_TIMEOUT + OVERSHOOT
+    assert _client_left(hostile, "/clip.wav")
