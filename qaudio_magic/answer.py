@@ -220,6 +220,7 @@ class Failure:
     text: str = ""  # partial text that arrived before the failure (never retried into a duplicate)
     attempts: int = 0  # requests sent for this item
     notes: tuple[str, ...] = ()  # what was known about its audio before it failed
+    source: str = ""  # the item as given, when no clip could be made of it (no such file)
 
     cached = False
     usage = None
@@ -230,7 +231,7 @@ class Failure:
         return f"⚠ {self.error.one_line()}"
 
     def __repr__(self) -> str:
-        label = ", ".join(c.label() for c in self.clips) or "(no clip)"
+        label = ", ".join(c.name for c in self.clips) or self.source or "(no clip)"
         return f"Failure({label!r}, {self.error.one_line()!r})"
 
 
@@ -324,7 +325,7 @@ class Answers(Sequence[Result]):
 
     def _rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
         timeline = bool(self.windows)
-        sources = {_source_of(r.clips) for r in self._results}
+        sources = {_source(r) for r in self._results}
         with_notes = any(r.notes for r in self._results)
         header: tuple[str, ...] = ("#",)
         if timeline:
@@ -341,7 +342,7 @@ class Answers(Sequence[Result]):
             if timeline:
                 row += (span(clip.start, clip.end) if clip else "",)
             if not timeline or len(sources) > 1:
-                row += (", ".join(_name(c, timeline) for c in r.clips),)
+                row += (", ".join(_name(c, timeline) for c in r.clips) or _source(r),)
             if isinstance(r, Answer):
                 tokens = str(r.usage.total_tokens) if r.usage else ""
                 status = "cached" if r.cached else f"✓ {r.latency:.1f} s"
@@ -419,7 +420,7 @@ class Answers(Sequence[Result]):
             windowed = clip is not None and clip.is_windowed
             records.append(
                 {
-                    "source": "; ".join(c.location or c.name for c in r.clips),
+                    "source": _source(r),
                     "window": span(clip.start, clip.end) if windowed and clip else None,
                     "answer": r.text if isinstance(r, Answer) else None,
                     "model": r.model,
@@ -445,7 +446,7 @@ class Answers(Sequence[Result]):
     @property
     def sources(self) -> list[str]:
         """Each item's source (its path or URL; several clips joined by ``; ``)."""
-        return [_source_of(r.clips) for r in self._results]
+        return [_source(r) for r in self._results]
 
     def score(
         self,
@@ -511,6 +512,11 @@ def _describe(clip: AudioClip) -> dict[str, Any]:
         return clip.describe(paths=False)
     except QAudioError:
         return {"name": clip.name, "kind": clip.kind}
+
+
+def _source(result: Result) -> str:
+    """An item's source: its clips' paths or URLs, or as given when none could be made."""
+    return _source_of(result.clips) or (result.source if isinstance(result, Failure) else "")
 
 
 def _source_of(clips: Sequence[AudioClip]) -> str:

@@ -54,7 +54,7 @@ from .conversation import Conversation
 from .errors import InputError, Interrupted, QAudioError
 from .session import Session
 from .settings import MAX_CONCURRENCY
-from .sources import expand_sources, is_lazy, iter_items, resolve_sources
+from .sources import expand_sources, is_lazy, iter_items, resolve_sources, source_name
 from .turn import TurnPlan, answer_for, pacing, plan_turn, send
 from .windows import WindowReader, check_windows, plan_windows, window_clip
 
@@ -76,6 +76,7 @@ class _Job:
     prepared: tuple[PreparedAudio, ...] | None = None  # windows arrive already cut
     error: QAudioError | None = None  # known to fail before sending
     source: object = None  # a lazy batch's item, resolved by the worker that takes it
+    name: str = ""  # what the item was, for a row whose clips could not be made
 
 
 @dataclass
@@ -154,7 +155,10 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
     if plan.cancel.is_set() and not isinstance(error, Interrupted):
         error = Interrupted("interrupted (Ctrl-C)")
     clips = tuple(c.detached() for c in job.clips) if plan.light else job.clips
-    failure = Failure(clips, plan.question, error, plan.model, "".join(parts), tries[0], notes=notes)
+    name = job.name or (source_name(job.source) if job.source is not None else "")
+    failure = Failure(
+        clips, plan.question, error, plan.model, "".join(parts), tries[0], notes=notes, source=name
+    )
     return failure, tries[0]
 
 
@@ -185,16 +189,54 @@ def _ask_typed(
     return answer, outcome.attempts
 
 
+def _resolve(
+    items: list[object],
+) -> tuple[list[tuple[AudioClip, ...]], dict[int, tuple[QAudioError, str]]]:
+    """Each item's clips; an item that cannot be used (no such file, unreadable, a pattern
+    that matches nothing) is kept with its error and name, to become its failed row."""
+    groups: list[tuple[AudioClip, ...]] = []
+    failed: dict[int, tuple[QAudioError, str]] = {}
+    for i, item in enumerate(items):
+        try:
+            groups.append(tuple(resolve_sources(item)))
+        except QAudioError as exc:
+            groups.append(())
+            failed[i] = (exc, source_name(item))
+    return groups, failed
+
+
+@dataclass
+class _Windows:
+    """One clip's windows, or why it has none (its one failed row)."""
+
+    clip: AudioClip | None
+    spans: list[tuple[float, float]]
+    error: QAudioError | None = None
+    name: str = ""
+
+    @property
+    def clips(self) -> tuple[AudioClip, ...]:
+        return (self.clip,) if self.clip is not None else ()
+
+    def items(self) -> list[tuple[AudioClip, ...]]:
+        assert self.clip is not None
+        return [(window_clip(self.clip, lo, hi),) for lo, hi in self.spans]
+
+
 def _window_jobs(
     groups: list[tuple[AudioClip, ...]],
+    failed: dict[int, tuple[QAudioError, str]],
     size: float,
     overlap: float,
-    limits: Limits,
-) -> tuple[list[tuple[AudioClip, list[tuple[float, float]]]], list[str]]:
-    """Plan the windows of each clip (decoding each once to learn its true length)."""
+) -> tuple[list[_Windows], list[str]]:
+    """Plan the windows of each clip (decoding each once to learn its true length); a clip
+    that cannot be read or decoded is one failed row."""
     planned = []
     notes = []
-    for group in groups:
+    for i, group in enumerate(groups):
+        if i in failed:
+            planned.append(_Windows(None, [], *failed[i]))
+            continue
         if len(group) != 1:
             raise InputError("windows apply to one clip per item, not to several clips in a turn")
         clip = group[0]
@@ -203,23 +245,31 @@ def _window_jobs(
                 f"{clip.name}: windows need the audio in the kernel; a URL is passed to the "
                 "service unread (download it first)"
             )
-        duration = clip.duration or 0.0  # decodes the whole source once: errors surface here
+        try:
+            duration = clip.duration or 0.0  # decodes the whole source once
+        except QAudioError as exc:
+            planned.append(_Windows(clip, [], exc, clip.name))
+            continue
         plan = plan_windows(duration, size, overlap, start=clip.start)
         covered = (plan[-1][1] - clip.start) if plan else 0.0
         if duration - covered > 1e-6:
             notes.append(
                 f"{clip.name}: the last {duration - covered:.2f} s are too short to ask about"
             )
-        planned.append((clip, plan))
+        planned.append(_Windows(clip, plan))
     return planned, notes
 
 
-def _iter_window_jobs(
-    planned: list[tuple[AudioClip, list[tuple[float, float]]]], limits: Limits
-) -> Iterator[_Job]:
+def _iter_window_jobs(planned: list[_Windows], limits: Limits) -> Iterator[_Job]:
     """Window jobs in order, each decoded only when the pool has room for it."""
     index = 0
-    for clip, plan in planned:
+    for p in planned:
+        if p.error is not None:
+            yield _Job(index, p.clips, error=p.error, name=p.name)
+            index += 1
+            continue
+        assert p.clip is not None
+        clip, plan = p.clip, p.spans
         done = 0
         error: QAudioError | None = None
         try:
@@ -256,10 +306,6 @@ def run_batch(
 ) -> Answers:
     """Ask ``question`` about each item of ``sources``; see :func:`ask_audio`."""
     settings = session.settings
-    if new:
-        raise InputError(
-            "a batch asks each clip in its own conversation; --new/new=True does not apply"
-        )
     model = model or settings.model
     question = (question or "").strip() or None
     workers = settings.concurrency if concurrency is None else concurrency
@@ -270,14 +316,21 @@ def run_batch(
 
     lazy = windows is None and is_lazy(sources)
     groups: list[tuple[AudioClip, ...]] = []
+    failed: dict[int, tuple[QAudioError, str]] = {}  # items that name no usable audio
     labels: list[Any] | None = None
     if not lazy:
-        items, labels = expand_sources(sources)
-        groups = [tuple(resolve_sources(i)) for i in items]  # bad sources fail before sending
-        if not groups:
+        items, labels = expand_sources(sources)  # no files at all: raises here
+        if not items:
             raise InputError("nothing to ask: the batch has no clips")
-        if question is None and any(not g for g in groups):
+        groups, failed = _resolve(items)
+        if question is None and any(not g for i, g in enumerate(groups) if i not in failed):
             raise InputError("nothing to ask: an item of the batch has neither audio nor question")
+    if new:  # after the sources: a pattern that matches nothing says so first
+        raise InputError(
+            "a batch asks each clip in its own conversation; --new/new=True does not apply"
+        )
+    if not cache_mode.read:  # no key and no cache to answer from: every item would fail
+        session.check_key(model)  # one line, before any progress bar
 
     if conversation is not None:  # shared context: its system prompt and history, read-only
         context = session.conversations.get(conversation, create=False)
@@ -296,8 +349,10 @@ def run_batch(
     items_clips: list[tuple[AudioClip, ...]] | None = None
     if windows is not None:
         check_windows(float(windows), float(overlap), limits, model)
-        planned, notes = _window_jobs(groups, float(windows), float(overlap), limits)
-        items_clips = [(window_clip(c, lo, hi),) for c, plan in planned for lo, hi in plan]
+        planned, notes = _window_jobs(groups, failed, float(windows), float(overlap))
+        items_clips = [
+            clips for p in planned for clips in (p.items() if p.error is None else [p.clips])
+        ]
         total = len(items_clips)
         jobs = _iter_window_jobs(planned, limits)
         labels = None
@@ -310,7 +365,10 @@ def run_batch(
     else:
         items_clips = groups
         total = len(groups)
-        jobs = (_Job(i, g) for i, g in enumerate(groups))
+        jobs = (
+            _Job(i, g, error=failed[i][0], name=failed[i][1]) if i in failed else _Job(i, g)
+            for i, g in enumerate(groups)
+        )
 
     plan = _Plan(
         session=session,

@@ -222,7 +222,8 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         help="response cache for this cell (default: %%config QAudioMagic.cache)",
     )
     def qaudio(self, line: str, cell: str | None = None) -> Any:
-        """Ask Qwen-Audio about audio: the cell body is the question.
+        """Ask Qwen-Audio about audio: the whole cell body is the question (so keep
+        comments out of it). Each example below is one cell.
 
         %%qaudio clip.wav
         What is said here? Who is speaking, and in what mood?
@@ -233,17 +234,25 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
         30 s of a clip (Qwen3.5-Omni up to 3 h): pick another part with --start/--end
         (``--start 1:20 --end 1:50``).
 
+        A batch, one answer per clip, as a table:
+
         %%qaudio clips/*.wav
-        Is there a dog barking?                  # a batch: one answer per clip, as a table
+        Is there a dog barking?
+
+        A timeline, one answer per 30 s:
 
         %%qaudio interview.wav --windows 30
-        Summarise this part.                     # a timeline: one answer per 30 s
+        Summarise this part.
+
+        Typed answers (Speaker = {"gender": ["male", "female"], "age": int}):
 
         %%qaudio clips/ --schema Speaker
-        Who is speaking?                         # typed: Speaker = {"gender": [...], "age": int}
+        Who is speaking?
+
+        A grid, one column per model:
 
         %%qaudio clips/ --compare qwen-audio-turbo-latest,qwen3.5-omni-flash
-        Is there a dog barking?                  # a grid: one column per model
+        Is there a dog barking?
         """
         try:
             if cell is None:
@@ -373,10 +382,13 @@ class QAudioMagic(Magics, _SettingsTraits):  # type: ignore[misc, valid-type]
             self.session.settings = saved
 
     def source(self, token: str) -> Any:
-        """A notebook variable (or expression like ``clips[0]``) if one is meant, else the text."""
+        """A notebook variable (or expression like ``clips[0]``) if one is meant, a sample
+        rate written as a number (``%%qaudio noise 44100``), else the text."""
         ns = self.shell.user_ns if self.shell is not None else {}
         if token.isidentifier() and token in ns:
             return ns[token]
+        if token.isdecimal() and not Path(token).exists():
+            return int(token)
         if (
             _EXPR.fullmatch(token)
             and token.split(".")[0].split("[")[0] in ns

@@ -107,6 +107,13 @@ class Session:
                 backend.upload = s.upload  # type: ignore[attr-defined]
             return backend
 
+    def check_key(self, model: str) -> None:
+        """Raise now when ``model``'s route needs the DashScope key and none is set: a batch
+        checks before its progress bar, since every item would fail the same way."""
+        route = lookup(model).route
+        if route in ("dashscope", "dashscope-compatible") and self.api_key() is None:
+            raise _no_key(route)
+
     def _make_backend(self, route: str, url: str) -> Backend:
         s = self.settings
         if route == "dashscope":
@@ -126,11 +133,7 @@ class Session:
                 route=route,
                 dialect="dashscope",
                 service="DashScope compatible mode",
-                missing_key=lambda: MissingKeyError(
-                    "no DashScope API key (Qwen-Omni uses the same key as Qwen-Audio)",
-                    hint="set DASHSCOPE_API_KEY, run %qaudio key, or %qaudio emulator "
-                    "to try offline",
-                ),
+                missing_key=lambda: _no_key("dashscope-compatible"),
                 key_hint="set DASHSCOPE_API_KEY or run %qaudio key",
                 timeouts=s.timeouts,
                 headers=s.headers,
@@ -197,6 +200,15 @@ class Session:
         for backend in backends:
             backend.close()
         self.stop_emulator()
+
+
+def _no_key(route: str) -> MissingKeyError:
+    """The missing-key error, as the backends raise it when asked to send."""
+    what = "" if route == "dashscope" else " (Qwen-Omni uses the same key as Qwen-Audio)"
+    return MissingKeyError(
+        f"no DashScope API key{what}",
+        hint="set DASHSCOPE_API_KEY, run %qaudio key, or %qaudio emulator to try offline",
+    )
 
 
 _session: Session | None = None

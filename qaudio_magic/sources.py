@@ -42,6 +42,7 @@ __all__ = [
     "MAX_FETCH_BYTES",
     "MAX_REDIRECTS",
     "URL_CHECK_TIMEOUT",
+    "Unresolved",
     "batch_target",
     "check_url",
     "expand_sources",
@@ -52,6 +53,7 @@ __all__ = [
     "iter_items",
     "names_a_source",
     "resolve_sources",
+    "source_name",
 ]
 
 AUDIO_SUFFIXES = frozenset(
@@ -116,6 +118,8 @@ def resolve_sources(sources: object) -> list[AudioClip]:
     """
     if sources is None:
         return []
+    if isinstance(sources, Unresolved):
+        raise sources.error
     if isinstance(sources, (list, tuple)) and not is_sample_pair(sources):
         return [AudioClip.from_source(s) for s in sources]
     if (
@@ -172,14 +176,44 @@ def expand_sources(sources: object) -> tuple[list[object], list[Any] | None]:
         labels = list(sources.index)  # type: ignore[attr-defined]
         return [_item(v) for v in sources.tolist()], labels  # type: ignore[attr-defined]
     if isinstance(sources, (str, os.PathLike)) or not is_many(sources):
-        return _expand_one(sources), None
+        return _expand_one(sources), None  # a single pattern matching nothing: no batch
     items: list[object] = []
     for source in sources:  # type: ignore[attr-defined]
         if isinstance(source, (tuple, list)):
             items.append(tuple(source))
         else:
-            items.extend(_expand_one(source))
+            items.extend(_expand_among(source))
     return items, None
+
+
+def _expand_among(source: object) -> list[object]:
+    """One source among several: a pattern matching nothing is one failed row, not a lost batch."""
+    try:
+        return _expand_one(source)
+    except SourceError as exc:
+        return [Unresolved(source, exc)]
+
+
+class Unresolved:
+    """A batch item that names no audio (a pattern that matches nothing, a folder with no
+    audio): :func:`resolve_sources` raises its error, so it becomes its own failed row."""
+
+    def __init__(self, source: object, error: SourceError) -> None:
+        self.source, self.error = source, error
+
+    def __repr__(self) -> str:
+        return f"Unresolved({self.source!r}, {str(self.error)!r})"
+
+
+def source_name(item: object) -> str:
+    """How a batch row names an item that could not become a clip: as the user gave it."""
+    if isinstance(item, Unresolved):
+        item = item.source
+    if isinstance(item, tuple):
+        return ", ".join(source_name(i) for i in item)
+    if isinstance(item, (str, os.PathLike)):
+        return str(os.fspath(item))
+    return f"({type(item).__name__})"
 
 
 def is_dask_collection(sources: object) -> bool:
@@ -202,7 +236,7 @@ def iter_items(sources: Iterator[object]) -> Iterator[object]:
         if isinstance(source, (tuple, list)):
             yield tuple(source)
         else:
-            yield from _expand_one(source)
+            yield from _expand_among(source)
 
 
 def batch_target(values: Sequence[object]) -> object:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["AnswerView", "display_mode", "make_player"]
 
 _UPDATE_EVERY = 0.05  # seconds between re-renders while streaming (the first is immediate)
+_PICTURES = 4  # static waveform pictures per answer at most (a few KB each)
 _THINK_EVERY = 0.25  # seconds between updates of the reasoning block (the first is immediate)
 _BUSY = 4.0  # wait at least this many times the last render's duration before the next
 
@@ -270,7 +271,8 @@ class AnswerView:
         if self.mode == "rich":
             if self.segments and reference is not None:
                 self._show_segments(reference)
-            self.pictures = [_picture_of(p) for p in self.players if p.peaks]
+            drawn = [p for p in self.players if p.peaks][:_PICTURES]
+            self.pictures = [_picture_of(p) for p in drawn]
         if spoken is not None:
             if self.mode == "plain":
                 self.notes_after = [f"🗣 spoken answer: {spoken.duration or 0:.1f} s (answer.audio)"]

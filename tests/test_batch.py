@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from qaudio_magic import Answer, ask_audio
@@ -309,10 +310,10 @@ def test_bad_sources_fail_before_sending(
 ) -> None:
     from qaudio_magic.errors import InputError, SourceError
 
-    with pytest.raises(SourceError, match="no files match"):
+    with pytest.raises(SourceError, match="no files match"):  # no files at all
         ask_audio(str(tmp_path / "nothing" / "*.wav"), "Q")
-    with pytest.raises(SourceError, match="no such file"):
-        ask_audio([audio / "speech_en.wav", tmp_path / "missing.wav"], "Q")
+    with pytest.raises(SourceError, match="no files match"):  # the pattern, not --new
+        ask_audio(str(tmp_path / "nothing" / "*.wav"), "Q", new=True)
     with pytest.raises(InputError, match="overlap applies to windows"):
         ask_audio(audio / "speech_en.wav", "Q", overlap=5)
     with pytest.raises(InputError, match="concurrency"):
@@ -423,3 +424,73 @@ def run_notebook(path: Path, tmp_path: Path) -> str:
 
     nb = execute(path, kernel_env(XDG_CACHE_HOME=str(tmp_path / "nb-cache")))
     return texts(nb, ("text/plain",))
+
+
+def test_one_missing_and_one_undecodable_file_are_two_failed_rows(
+    ip, emu: Emulator, audio: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 14 (4, 5), done when: a batch with one missing and one undecodable file shows
+    every row, with its reason, and a notes column; .to_pandas() and the progress bar too."""
+    long = audio / "long" / "long_95s_markers_32k.mp3"  # only 0–30 s is sent: a note
+    fake = tmp_path / "notes.wav"
+    fake.write_text("these are my notes, not audio\n" * 20)  # a .txt renamed .wav
+    missing = tmp_path / "typo.wav"
+    good = audio / "speech_en.wav"
+    ip.run_cell(f"%%qaudio {good} {missing} {fake} {long} --batch\nWhat is said?")
+    answers = ip.user_ns["_"]  # shown by the display hook: the table rendered without error
+    assert isinstance(answers, Answers) and len(answers) == 4
+    assert [type(r).__name__ for r in answers] == ["Answer", "Failure", "Failure", "Answer"]
+    assert f"{missing}: no such file" in answers[1].error.one_line()
+    assert answers[1].clips == () and answers[1].source == str(missing)
+    assert "notes.wav" in answers[2].error.one_line()
+    assert len(emu.generation_requests()) == 2  # the good ones were asked
+    assert "4/4" in capsys.readouterr().err  # the progress bar counted every item
+    data, metadata = answers._repr_mimebundle_()
+    lines = data["text/plain"].splitlines()
+    assert lines[0].startswith("Batch — 4 clips · 2 answered · 2 failed")
+    assert lines[2].split()[-1] == "notes"
+    assert "typo.wav" in lines[4] and "no such file" in lines[4]
+    assert "notes.wav" in lines[5] and "⚠" in lines[5]
+    assert "only 30 s (0–30 s) is sent" in lines[6]
+    assert [i["error"] is not None for i in metadata["qaudio"]["items"]] == [0, 1, 1, 0]
+    frame = answers.to_pandas()
+    assert frame["source"].tolist() == [str(good), str(missing), str(fake), str(long)]
+    assert frame["error"].notna().tolist() == [False, True, True, False]
+    assert frame["notes"].notna().tolist() == [False, False, False, True]
+    # a pattern that matches nothing among other sources is one row too
+    more = ask_audio([good, str(tmp_path / "none" / "*.wav")], "Q", progress=False)
+    assert isinstance(more[1], Failure) and "no files match this pattern" in str(more[1].error)
+    assert more.to_pandas()["source"][1] == str(tmp_path / "none" / "*.wav")
+    lazy = ask_audio((p for p in [good, missing]), "Q", progress=False)  # read as it goes
+    assert isinstance(lazy[1], Failure) and lazy.to_pandas()["source"][1] == str(missing)
+
+
+def test_windows_of_a_missing_file_are_a_failed_row(
+    session: Session, emu: Emulator, audio: Path, tmp_path: Path
+) -> None:
+    answers = ask_audio(
+        [audio / "tone_440hz_3s.wav", tmp_path / "gone.wav"], "Q", windows=1.5, progress=False
+    )
+    assert [type(r).__name__ for r in answers] == ["Answer", "Answer", "Failure"]
+    assert "gone.wav: no such file" in str(answers[2].error)
+    assert "gone.wav" in answers._repr_mimebundle_()[0]["text/plain"].splitlines()[-1]
+
+
+def test_a_batch_without_a_key_is_one_line_before_anything(
+    ip, emu: Emulator, audio: Path, monkeypatch, capsys
+) -> None:
+    """No key and no cache to answer from: every item is impossible, so the batch is one
+    line before any progress bar. With the cache on, what it holds is still answered."""
+    speech, tone = audio / "speech_en.wav", audio / "tone_440hz_3s.wav"
+    ip.run_cell_magic("qaudio", f"{speech} --batch", "Q")  # now in the response cache
+    capsys.readouterr()
+    emu.clear()
+    monkeypatch.delenv("DASHSCOPE_API_KEY")
+    with pytest.raises(UsageError) as err:
+        ip.run_cell_magic("qaudio", f"{speech} {tone} --batch --cache off", "Q")
+    assert str(err.value).startswith("no DashScope API key — set DASHSCOPE_API_KEY")
+    assert capsys.readouterr().err == ""  # no progress bar was drawn
+    answers = ip.run_cell_magic("qaudio", f"{speech} {tone} --batch", "Q")
+    assert answers[0].cached and isinstance(answers[1], Failure)
+    assert "no DashScope API key" in str(answers[1].error)
+    assert emu.requests == []

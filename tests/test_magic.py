@@ -267,6 +267,7 @@ def test_subcommands(ip, emu: Emulator, audio: Path) -> None:
         ip.run_line_magic("qaudio", "history")
     text = cap.outputs[0].data["text/plain"]
     assert "speech_en.wav · 5.1 s" in text and "First question" in text and "audio 128" in text
+    assert text.startswith("Conversation 'default': 1 turn\n")  # not "1 turns"
     with capture_output() as cap:
         ip.run_line_magic("qaudio", "models")
     models = cap.outputs[0].data["text/plain"]
@@ -332,3 +333,39 @@ def test_failed_new_conversation_leaves_the_user_where_they_were(
     assert convs.current.name == "default" and "fresh" not in convs and len(convs.current) == 1
     ip.run_cell_magic("qaudio", f"{audio / 'tone_440hz_3s.wav'} --new -c fresh", "Q")
     assert convs.current.name == "fresh" and len(convs.current) == 1
+
+
+def test_samples_with_a_literal_rate(ip, emu: Emulator) -> None:
+    """Issue 14 (10): `%%qaudio noise 44100` was refused while `%%qaudio noise sr` worked."""
+    import numpy as np
+
+    ip.user_ns["noise"] = np.random.default_rng(0).normal(0, 0.1, 22050).astype("float32")
+    ip.user_ns["sr"] = 22050
+    by_name = ip.run_cell_magic("qaudio", "noise sr --new", "What is it?")
+    literal = ip.run_cell_magic("qaudio", "noise 22050 --new", "What is it?")
+    assert literal.clips[0].sha256 == by_name.clips[0].sha256
+    assert "1 audio clip (1.00 s)" in literal.text
+
+
+def test_history_aligns_cjk_and_config_help_is_whole(ip, emu: Emulator, audio: Path) -> None:
+    """Issue 14 (10): `%qaudio history` measured CJK text by characters, not columns, and
+    `%config QAudioMagic` cut the help of base_url off mid-sentence."""
+    from qaudio_magic._format import width
+
+    emu.reply_with("一个女人在说话。", "A woman speaks.")
+    ip.run_cell_magic("qaudio", str(audio / "speech_zh_cmn.wav"), "这段音频里说了什么?")
+    ip.run_cell_magic("qaudio", "", "And in English?")
+    with capture_output() as cap:
+        ip.run_line_magic("qaudio", "history")
+    rows = cap.outputs[0].data["text/plain"].splitlines()[1:]
+    starts = [width(row[: row.index(answer)]) for row, answer in zip(
+        rows[1:], ("一个女人在说话。", "A woman speaks."), strict=True
+    )]  # fmt: skip
+    assert starts[0] == starts[1], rows  # the answer column lines up on screen
+    with capture_output() as cap:
+        ip.run_line_magic("config", "QAudioMagic")
+    help_text = " ".join(cap.stdout.split())
+    assert (
+        "DashScope API base URL; empty: $DASHSCOPE_HTTP_BASE_URL, then the region's endpoint"
+        in help_text
+    )

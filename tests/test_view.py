@@ -100,3 +100,23 @@ def test_the_footer_wraps_between_its_parts_never_inside_a_request_id(
     html = cap.outputs[-1].data["text/html"]
     assert answer.request_id
     assert f'<span style="white-space:nowrap">request {answer.request_id}</span>' in html
+
+
+def test_a_notebook_shows_the_answer_once_and_keeps_it_in_underscore(
+    ip, emu: Emulator, audio: Path
+) -> None:
+    """Issue 14 (6): the display hook adds no second copy of an answer shown live, and
+    `_` / `Out[n]` still hold the Answer; displayed in a later cell, it shows again."""
+    with capture_output() as cap:
+        ip.run_cell(f"%%qaudio {audio / 'speech_en.wav'}\nWhat is said?", store_history=True)
+    answer = ip.user_ns["_"]
+    assert answer.text.startswith("Emulated answer")
+    assert ip.user_ns["Out"][ip.execution_count - 1] is answer
+    answers = [o for o in cap.outputs if "qaudio" in o.metadata]
+    assert answers[-1].metadata["qaudio"]["status"] == "complete"
+    assert sum(o.metadata["qaudio"].get("status") == "complete" for o in answers) == 1
+    with capture_output() as cap:
+        ip.run_cell("_", store_history=True)  # asked for again: shown again
+    assert len(cap.outputs) == 1 and cap.outputs[0].data["text/plain"].endswith(
+        f"request {answer.request_id}"
+    )
