@@ -417,6 +417,9 @@ def test_batch_notebook_runs_against_the_emulator(tmp_path: Path) -> None:
     assert "not a readable audio file" in text  # the broken item is a row, not a crash
     assert "CacheMissError: not in the response cache (offline replay): speech_en.wav" in text
     assert "Spent" in text and "saving" in text
+    assert "audio kept by the rows: 0" in text  # a generator's rows hold no audio
+    assert "DataFrame ['source', 'window', 'answer', 'model'] ..." in text  # Dask, lazy
+    assert re.search(rf"{wavs} rows, {wavs} answered", text)  # ... then computed
 
 
 def run_notebook(path: Path, tmp_path: Path) -> str:

@@ -140,7 +140,7 @@ def test_a_killed_worker_loses_no_rows_and_finished_items_are_not_asked_again(
     assert victim not in cluster.run(os.getpid).values()  # a new worker took its place
     # the partition it was running ran again: what it had finished came from the cache
     assert result["cached"].any()
-    asked = [r.json["input"]["messages"][0]["content"] for r in emu.generation_requests()]
+    asked = emu.generation_requests()  # (the killed worker's last ones may be half-read)
     assert len(asked) >= 200
     # only what was in flight on the killed worker (2 at a time) is asked twice: the rest
     # of its partition came back from the response cache
