@@ -2,8 +2,10 @@
 
 A player is a widget; a notebook opened without its kernel (JupyterLab, GitHub, nbviewer,
 ``nbconvert --to html``) cannot draw it. So every answer's plain output also carries a
-small picture of the waveform with the times the answer mentions marked — an SVG of a few
-KB drawn from the peaks the player already computed (no second decode, no audio bytes).
+small picture of the waveform with the times the answer mentions marked — an SVG of about
+1 KB drawn from the peaks the player already computed (no second decode, no audio bytes).
+The waveform is its upper envelope as one relative path, mirrored below the centre line
+by a ``<use>``: a saved notebook grows by the picture on every answer, so bytes count.
 
 It goes into the answer's HTML as ``<img src="data:image/svg+xml,...">`` (percent-encoded,
 so the saved notebook shows readable shapes, not an opaque blob): JupyterLab's sanitizer
@@ -26,7 +28,7 @@ from ._format import clock
 __all__ = ["HIDE_WHEN_LIVE", "picture_html", "waveform_svg"]
 
 WIDTH, HEIGHT, AXIS = 600, 44, 11  # the drawing, and the strip under it for the time labels
-COLUMNS = 300  # waveform columns drawn (the player's 2,000 min/max pairs, merged)
+COLUMNS = 120  # waveform columns drawn, 5 px each (the player's 2,000 min/max pairs, merged)
 _WAVE, _MARK, _BACK, _TEXT = "#4a7bd0", "#ffaa00", "#f2f2f2", "#666"
 
 # A live player (its root is .qaudio-player) in the same output area: the picture is not needed.
@@ -58,6 +60,23 @@ def _n(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
+def _envelope(pairs: np.ndarray, step: float, half: float, mid: float) -> str:
+    """The upper half of the waveform as a closed path: a point per column where the height
+    changes, as relative moves (``l5-3 5 2 15 0``), back along the centre line."""
+    heights = np.rint(np.abs(pairs).max(axis=1) * half).astype(np.int64)
+    moves, flat = "", 0
+    for rise in (-np.diff(heights)).tolist():
+        if not rise:  # a flat stretch is one move, a flat end none (H): silence is cheap
+            flat += 1
+            continue
+        if flat:
+            moves += f" {_n(step * flat)} 0"
+            flat = 0
+        moves += f" {_n(step)}{'' if rise < 0 else ' '}{rise}"
+    head, tail = f"M0 {mid:.0f}V{mid - heights[0]:.0f}", f"H{WIDTH}V{mid:.0f}Z"
+    return head + (f"l{moves[1:]}" if moves else "") + tail
+
+
 def waveform_svg(
     peaks: bytes,
     duration: float,
@@ -76,25 +95,23 @@ def waveform_svg(
         f'viewBox="0 0 {WIDTH} {HEIGHT + AXIS}" font-family="sans-serif" font-size="9">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" rx="3" fill="{_BACK}"/>',
     ]
+    points = []  # drawn over the waveform (a 2 px line under a loud onset would vanish)
     if duration > 0:
         for start, end in marks:
             x = start / duration * WIDTH
             if end is None:
-                out.append(f'<rect x="{x:.1f}" width="2" height="{HEIGHT}" fill="{_MARK}"/>')
+                points.append(f'<rect x="{x:.1f}" width="2" height="{HEIGHT}" fill="{_MARK}"/>')
                 continue
             w = max((min(end, duration) - start) / duration * WIDTH, 2.0)
             out.append(
                 f'<rect x="{x:.1f}" width="{w:.1f}" height="{HEIGHT}" fill="{_MARK}" '
                 'fill-opacity="0.45"/>'
             )
-    strokes = "".join(
-        f"M{_n((i + 0.5) * step)} {mid - hi * half:.0f}V{mid - min(lo, hi - 0.03) * half:.0f}"
-        for i, (lo, hi) in enumerate(pairs)
-    )
-    width = max(step * 0.9, 0.8)
     out.append(f'<path d="M0 {mid:.0f}H{WIDTH}" stroke="{_WAVE}" stroke-width="0.5"/>')
-    if strokes:
-        out.append(f'<path d="{strokes}" stroke="{_WAVE}" stroke-width="{width:.1f}"/>')
+    if len(pairs):
+        out.append(f'<path id="w" d="{_envelope(pairs, step, half, mid)}" fill="{_WAVE}"/>')
+        out.append(f'<use href="#w" transform="matrix(1 0 0 -1 0 {HEIGHT})"/>')
+    out.extend(points)
     base = HEIGHT + AXIS - 2
     out.append(f'<text x="1" y="{base}" fill="{_TEXT}">0 s</text>')
     out.append(

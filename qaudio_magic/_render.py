@@ -60,18 +60,30 @@ def render_markdown(text: str) -> str:
     return _MD.render(text[:MARKDOWN_LIMIT]) + f"<pre style='white-space:pre-wrap'>{rest}</pre>"
 
 
-_STYLE = (
-    "<style>.qaudio-answer .qaudio-meta{color:var(--jp-ui-font-color2,#666);font-size:0.85em}"
-    ".qaudio-answer .qaudio-note{color:var(--jp-warn-color0,#a60);font-size:0.85em}"
-    ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}"
+_THINKING_STYLE = (
     ".qaudio-thinking summary{color:var(--jp-ui-font-color2,#666);font-size:0.85em;cursor:pointer}"
     ".qaudio-thinking .qaudio-reasoning{white-space:pre-wrap;color:var(--jp-ui-font-color2,#666);"
     "font-size:0.85em;margin:0.3em 0 0.3em 1em}"
+)
+_PICTURE_STYLE = (
     ".qaudio-answer .qaudio-still{display:block;margin:2px 0 4px}"
     # the static waveform picture is for saved notebooks: hidden where a live player renders
     ".jp-OutputArea:has(.qaudio-player) .qaudio-still,"
-    ".output:has(.qaudio-player) .qaudio-still{display:none}</style>"
+    ".output:has(.qaudio-player) .qaudio-still{display:none}"
 )
+
+
+def _style(*, thinking: bool = False, picture: bool = False) -> str:
+    """The answer's ``<style>``, with the rules for a thinking block or a picture only when
+    the output has one: every byte is saved again with every answer cell."""
+    return (
+        "<style>.qaudio-answer .qaudio-meta{color:var(--jp-ui-font-color2,#666);font-size:0.85em}"
+        ".qaudio-answer .qaudio-note{color:var(--jp-warn-color0,#a60);font-size:0.85em}"
+        ".qaudio-answer .qaudio-body p:last-child{margin-bottom:0.3em}"
+        + (_THINKING_STYLE if thinking else "")
+        + (_PICTURE_STYLE if picture else "")
+        + "</style>"
+    )
 
 
 def reasoning_html(reasoning: str) -> str:
@@ -108,7 +120,7 @@ def thinking_bundle(
     it); its plain text says where the reasoning is rather than repeating it."""
     data = {
         "text/html": '<div class="qaudio-answer">'
-        + _STYLE
+        + _style(thinking=True)
         + _thinking_html(reasoning, streaming=streaming, open=open)
         + "</div>",
         "text/plain": _thinking_title(reasoning, streaming=streaming)
@@ -147,7 +159,10 @@ def bundle(
     question, footer = printable(question or "") or None, printable(footer)
     status, reasoning = printable(status or "") or None, printable(reasoning)
     esc = html.escape
-    parts = ['<div class="qaudio-answer">', _STYLE]
+    parts = [
+        '<div class="qaudio-answer">',
+        _style(thinking=bool(reasoning), picture=bool(pictures)),
+    ]
     # text symbols every UI font has (DejaVu, Noto, Segoe...): no emoji font needed
     head = f"♪ {esc(clips_line)}" if clips_line else "↪ follow-up"
     if question:

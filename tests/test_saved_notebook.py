@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from IPython.utils.capture import capture_output
 from nbconvert import HTMLExporter
@@ -26,7 +27,7 @@ from .conftest import ROOT, TEST_KEY
 from .test_notebooks import assert_no_audio_bytes, execute, kernel_env
 
 WORDS = "words_at_1.5s_and_4.0s.wav"
-PICTURE_MAX = 6_000  # bytes of one picture in the saved notebook: "a few KB"
+PICTURE_MAX = 2_000  # bytes of one picture in the saved notebook (each answer carries one)
 
 
 class _Images(HTMLParser):
@@ -61,6 +62,21 @@ def marks_of(svg: str) -> list[tuple[float, float]]:
     ]
 
 
+def envelope(svg: str) -> list[tuple[float, int]]:
+    """(x, height above the centre line) of each point of the drawn waveform: the path
+    ``M0 mid V top l dx dy dx dy ... H width V mid Z``, mirrored below by a ``<use>``."""
+    found = re.search(r"<path id='w' d='M0 (\d+)V(\d+)(?:l([-\d. ]+))?H", svg)
+    assert found, svg
+    mid, y = int(found[1]), int(found[2])
+    numbers = [float(v) for v in re.findall(r"-?[\d.]+", found[3] or "")]
+    points, x = [(0.0, mid - y)], 0.0
+    for dx, dy in zip(numbers[::2], numbers[1::2], strict=True):
+        x, y = x + dx, y + int(dy)
+        points.append((x, mid - y))
+    assert "<use href='#w' transform='matrix(1 0 0 -1 0 44)'/>" in svg  # the lower half
+    return points
+
+
 def test_the_picture_marks_the_times_where_they_are(audio: Path) -> None:
     player = Player(audio / WORDS, segments=[(1.5, 1.85), (4.0, None)])
     html = picture_html(player.peaks, player.duration, [(1.5, 1.85), (4.0, None)], "w.wav")
@@ -71,10 +87,14 @@ def test_the_picture_marks_the_times_where_they_are(audio: Path) -> None:
     assert abs(x1 - 1.5 * seconds) < 1 and abs(w1 - 0.35 * seconds) < 1
     assert abs(x2 - 4.0 * seconds) < 1 and w2 == 2  # a point: a thin line
     # the waveform is drawn from the peaks: loud where the words are, flat in the silence
-    strokes = re.findall(r"M([\d.]+) (\d+)V(\d+)", svg)
-    height = {round(float(x) / seconds, 1): int(b) - int(a) for x, a, b in strokes}
-    loud = max(h for t, h in height.items() if 1.5 <= t <= 1.85)
-    quiet = max(h for t, h in height.items() if 0.2 <= t <= 1.2)
+    points = envelope(svg)
+    xs, hs = [x for x, _ in points] + [WIDTH], [h for _, h in points] + [points[-1][1]]
+
+    def height(t: float) -> float:  # the drawn line between its points
+        return float(np.interp(t * seconds, xs, hs))
+
+    loud = max(height(t / 100) for t in range(150, 186))
+    quiet = max(height(t / 100) for t in range(20, 121))
     assert loud > 5 * max(quiet, 1)
     assert ">0 s<" in svg and ">6.0 s<" in svg  # the time axis' ends
 
