@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "a_kind",
     "clock",
     "num",
     "plural",
@@ -80,6 +81,12 @@ def span(start: float, end: float | None) -> str:
 def plural(count: int, noun: str, many: str | None = None) -> str:
     """``'1 turn'``, ``'2 turns'``, ``'1,204 clips'``."""
     return f"{count:,} {noun if count == 1 else (many or noun + 's')}"
+
+
+def a_kind(value: object) -> str:
+    """``'an int'``, ``'a DataFrame'``: the type of ``value`` with its article, for errors."""
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def short(text: str, limit: int) -> str:

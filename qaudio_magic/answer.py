@@ -491,9 +491,7 @@ def _data_of(result: Result) -> dict[str, Any] | None:
     return result.data if isinstance(result, Answer) else None
 
 
-def with_typed_columns(
-    frame: Any, schema: Schema, rows: Sequence[Mapping[str, Any] | None]
-) -> Any:
+def with_typed_columns(frame: Any, schema: Schema, rows: Sequence[Mapping[str, Any] | None]) -> Any:
     """``frame`` with one typed column per field of ``schema`` after its own columns; a
     field named like an existing column is called ``data_<name>``."""
     import pandas as pd

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
-from ._format import span
+from ._format import a_kind, span
 from .errors import AudioDecodeError, AudioTooLargeError, InputError, QAudioError, SourceError
 
 if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
@@ -658,11 +658,14 @@ def _one(source: object) -> AudioClip:
         return _from_widget(source)
     if _is_array(source):
         raise InputError(
-            f"a {type(source).__name__} of samples needs its sample rate: "
+            f"{type(source).__name__} samples need their sample rate: "
             "pass (array, rate) or AudioClip.from_array(array, rate)"
         )
+    kind = a_kind(source)
+    if isinstance(source, (int, float, complex)):  # `%%qaudio 44100`: say what it got
+        kind = f"{source!r} ({kind})"
     raise InputError(
-        f"cannot use a {type(source).__name__} as audio "
+        f"cannot use {kind} as audio "
         "(give a path, URL, bytes, (array, rate), IPython or ipywidgets Audio, or AudioClip)"
     )
 

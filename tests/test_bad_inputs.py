@@ -175,3 +175,11 @@ def test_amr_with_dtx_reaches_the_emulator_with_a_note(ip, emu: Emulator, media:
         answer = ip.run_cell_magic("qaudio", str(media / "formats/en_amrnb_12k2_dtx_sox.amr"), "Q")
     assert "1 audio clip (5.12 s)" in answer.text
     assert "became silence" in cap.outputs[-1].data["text/plain"]
+
+
+def test_a_number_alone_is_one_line_saying_what_it_got(ip, emu: Emulator) -> None:
+    """`%%qaudio 44100` (a sample rate without its samples) names the value, not a traceback."""
+    with pytest.raises(UsageError) as err:
+        ip.run_cell_magic("qaudio", "44100", "What is this?")
+    assert str(err.value).startswith("cannot use 44100 (an int) as audio (give a path, URL,")
+    assert "\n" not in str(err.value) and emu.requests == []

@@ -67,13 +67,14 @@ def test_two_paths_in_a_tuple_stay_two_sources(audio: Path) -> None:
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        (tone(1.0, 16_000), "a ndarray of samples needs its sample rate: pass (array, rate)"),
+        (tone(1.0, 16_000), "ndarray samples need their sample rate: pass (array, rate)"),
         ((tone(1.0, 16_000), 0), "array: the sample rate must be a positive number, got 0"),
         ((tone(1.0, 16_000), 16_000.5), "array: 16000.5 Hz is not a usable sample rate"),
         ((np.zeros((2, 2, 2)), 16_000), "array: samples must be 1-D or 2-D, got shape (2, 2, 2)"),
         ((np.array([0.0, np.nan]), 16_000), "array: the samples contain NaN or infinite values"),
         ((np.array([], dtype=np.float32), 16_000), "array: expected non-empty numeric samples"),
-        (object(), "cannot use a object as audio"),
+        (object(), "cannot use an object as audio"),
+        (44100, "cannot use 44100 (an int) as audio"),
     ],
 )
 def test_bad_arrays_are_explained(source: object, message: str) -> None:

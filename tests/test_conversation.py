@@ -34,9 +34,7 @@ def _user_texts(request) -> list[str]:
 
 
 def _audio_count(request) -> int:
-    return sum(
-        1 for m in request.json["input"]["messages"] for p in m["content"] if "audio" in p
-    )
+    return sum(1 for m in request.json["input"]["messages"] for p in m["content"] if "audio" in p)
 
 
 def test_a_25_turn_conversation_about_one_clip_sends_the_clip_every_time(

@@ -196,9 +196,7 @@ def test_missing_key_fails_before_sending_in_one_line_and_nothing_else(
     assert cap.stdout == ""
 
 
-def test_a_stream_cut_after_text_is_marked_incomplete_once(
-    ip, emu: Emulator, audio: Path
-) -> None:
+def test_a_stream_cut_after_text_is_marked_incomplete_once(ip, emu: Emulator, audio: Path) -> None:
     emu.add_fault("cut_after=3;times=1")
     with capture_output() as cap, pytest.raises(UsageError) as err:
         ip.run_cell_magic("qaudio", str(audio / "speech_en.wav"), "Q")
