@@ -37,14 +37,19 @@ __all__ = [
 ]
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls, and the bidi embeddings, overrides and isolates (U+202A–E, U+2066–9) that
+# make text display in another order than it reads ("Trojan Source"); the LRM/RLM marks
+# that right-to-left text uses are kept.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)}
 _PICTURES |= {0x7F: 0x2421} | dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+_PICTURES |= dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)], 0xFFFD)
 
 
 def printable(text: str) -> str:
     """``text`` with its control characters shown as visible symbols (newlines and tabs
-    kept): what a terminal or a notebook shows of text it did not write itself."""
+    kept; bidi overrides as �): what a terminal or a notebook shows of text it did not
+    write itself."""
     if _CONTROL.search(text) is None:
         return text
     return text.replace("\r\n", "\n").translate(_PICTURES)

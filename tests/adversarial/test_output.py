@@ -87,8 +87,9 @@ def test_times_beyond_a_known_clip_or_a_day_are_dropped() -> None:
 HOSTILE = (
     "Title\x1b]0;pwned\x07 then\x1b[2J\x1b[H a link \x1b]8;;http://evil.example\x1b\\click"
     "\x1b]8;;\x1b\\ a bell\x07, a line\rover it, C1\x9b31m red\x1b[0m.\nKept:\ttab."
+    " File \u202eexe.txt\u202c, \u2067isolated\u2069; Hebrew \u05e9\u05dc\u05d5\u05dd\u200f kept."
 )
-CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def _pieces(text: str, size: int) -> Callable[[Conn, Request], None]:
@@ -111,7 +112,7 @@ def test_control_characters_reach_no_surface(
     ip, hostile: HostileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An answer full of ANSI/OSC sequences (window title, clear screen, an OSC-8 link, BEL,
-    CR, a C1 CSI): the terminal, ``%qaudio history``, the batch table, the notebook
+    CR, a C1 CSI, bidi overrides that would show ``txt.exe`` as ``exe.txt``): the terminal, ``%qaudio history``, the batch table, the notebook
     outputs, the export and the errors show them as symbols (␛, ␇, ␍, �), never raw."""
     hostile.route(GENERATION, _pieces(HOSTILE, 7))
     hostile.route("/bad/api/v1" + GENERATION, _error)
@@ -135,6 +136,7 @@ def test_control_characters_reach_no_surface(
 
     assert "Title␛]0;pwned␇ then␛[2J␛[H" in terminal and "a line␍over it" in terminal
     assert "C1�31m" in answer.text and "\nKept:\ttab." in answer.text  # newline, tab kept
+    assert "File �exe.txt�, �isolated�; Hebrew \u05e9\u05dc\u05d5\u05dd\u200f kept" in answer.text
     assert str(err.value) == "DashScope error 400 Bad␛[5m: no␛]0;title␇ way␛[2J (request id r)"
     for text in [terminal, *seen]:
         assert not CONTROLS.search(text.replace("\n", "").replace("\t", "")), repr(text)[:300]
