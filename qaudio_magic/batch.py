@@ -508,8 +508,7 @@ def _run(
         source.stop.set()
         plan.cancel.set()  # wakes any worker still sleeping before a retry or its slot
         for thread in threads:
-            if thread.ident is not None:
-                thread.join()
+            _join(thread)
         meter.close(interrupted)
     reason = "interrupted (Ctrl-C)" if interrupted else f"not asked: {stopped}"
     final: list[Result] = []
@@ -549,7 +548,7 @@ def _stop(
         try:
             _abort_connections(plan.backend)
             for thread in threads:
-                thread.join(timeout=0.05)
+                _join(thread, 0.05)
         except KeyboardInterrupt:  # a second Ctrl-C: keep stopping, it takes a moment
             continue
     while True:
@@ -561,6 +560,18 @@ def _stop(
             index, result, attempts = item
             results[index] = (result, attempts)
             meter.update(result)
+
+
+def _join(thread: threading.Thread, timeout: float | None = None) -> None:
+    """``thread.join(timeout)`` for a worker whose ``start()`` a Ctrl-C may have cut short:
+    never started (nothing to wait for), or running but not yet marked started (``join``
+    raises RuntimeError for a moment: wait and try again)."""
+    while thread.ident is not None:
+        try:
+            thread.join(timeout)
+            return
+        except RuntimeError:
+            time.sleep(0.001)
 
 
 def _abort_connections(backend: Backend) -> None:

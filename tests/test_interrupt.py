@@ -280,3 +280,38 @@ def test_ctrl_c_while_the_finished_answer_is_read_leaves_no_turn_behind(
     monkeypatch.setattr(turn_mod, "find_segments", parse)
     ip.run_cell_magic("qaudio", "", "Where is the word?")
     assert len(conv) == len(history["turns"]) + 1  # the next question is recorded as usual
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_ctrl_c_while_the_batch_starts_its_workers(
+    ip, emu: Emulator, tmp_path: Path, audio: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """Ctrl-C as the third worker starts (seen under load: the first worker was uploading
+    already): before it ran, or once it runs but before ``start()`` returned. Every row is
+    still there, no worker is left behind, and no RuntimeError reaches the user."""
+    clips = []
+    for i in range(6):
+        path = tmp_path / f"clip_{i}.wav"
+        path.write_bytes((audio / "tone_440hz_3s.wav").read_bytes() + bytes(i))
+        clips.append(path)
+    ip.user_ns["clips"] = clips
+    session, threads = get_session(), our_threads()
+    emu.add_fault(f"latency={SLOW}")
+    start = threading.Thread.start
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        if thread.name == "qaudio-batch-2":
+            if when == "after":
+                start(thread)
+            raise KeyboardInterrupt
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with capture_output():
+        answers = ip.run_cell_magic("qaudio", "clips -j 3 --cache off", "What is it?")
+    monkeypatch.undo()
+    assert isinstance(answers, Answers) and answers.interrupted and len(answers) == 6
+    assert all(isinstance(r, Failure) and isinstance(r.error, Interrupted) for r in answers)
+    assert not any(t.name.startswith("qaudio-batch") for t in threading.enumerate())
+    emu.clear_faults()
+    assert_no_leaks(session, emu.port, threads)
