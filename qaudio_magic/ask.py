@@ -12,6 +12,7 @@ history budget, the response cache, the retry policy and the usage meter.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -267,25 +268,19 @@ def ask_audio(
     if new:
         sess.conversations.adopt(conv)
     if view is not None:
-        spoken = answer.audio
+        finish = functools.partial(
+            view.finish,
+            footer,
+            metadata,
+            segments=answer.segments,
+            reference=plan.reference,
+            data=data,
+            spoken=answer.audio,
+        )
         try:
-            view.finish(
-                footer,
-                metadata,
-                segments=answer.segments,
-                reference=plan.reference,
-                data=data,
-                spoken=spoken,
-            )
+            finish()
         except KeyboardInterrupt:  # the turn is complete and recorded: show it whole anyway
-            view.finish(
-                footer,
-                metadata,
-                segments=answer.segments,
-                reference=plan.reference,
-                data=data,
-                spoken=spoken,
-            )
+            finish()
         except Exception as exc:  # recorded already: a display that fails must not lose it
             warnings.warn(
                 f"the answer could not be shown in full ({type(exc).__name__}); "

@@ -134,6 +134,19 @@ class TemporaryUploads:
             audio.format,
         )
 
+    def planned(self, audio: PreparedAudio, model: str, key: Secret | None) -> tuple[str, str, int]:
+        """What a dry run shows for ``audio`` sent by upload: the ``oss://`` URL (the cached
+        one, or a placeholder of the real length), ``"uploaded"`` or ``"upload"``, and the
+        bytes that would travel (the upload's form included)."""
+        url = self.cached(audio, model, key)
+        if url is not None:
+            return url, "uploaded", len(url)
+        return (
+            "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename,
+            "upload",
+            audio.size + 1_000,
+        )
+
     def cached(self, audio: PreparedAudio, model: str, key: Secret | None) -> str | None:
         """The ``oss://`` URL of an earlier upload of this audio, while it is still valid."""
         with self._lock:

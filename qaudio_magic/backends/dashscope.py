@@ -128,13 +128,8 @@ class DashScopeBackend(HTTPBackend):
                     routes.append((audio, "url", len(audio.url)))
                     continue
                 if self.uploading:
-                    url = self.uploads.cached(audio, request.model, key)
-                    if url is None:
-                        url = "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename
-                        routes.append((audio, "upload", audio.size + 1_000))
-                    else:
-                        routes.append((audio, "uploaded", len(url)))
-                    values[audio] = url
+                    values[audio], how, size = self.uploads.planned(audio, request.model, key)
+                    routes.append((audio, how, size))
                 else:
                     values[audio] = "data:;base64," + "A" * (4 * -(-audio.size // 3))
                     routes.append((audio, "inline", len(values[audio])))

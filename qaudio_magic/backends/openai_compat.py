@@ -215,13 +215,8 @@ class OpenAICompatBackend(HTTPBackend):
                 elif self.uploading and (
                     self.upload == "always" or len(audio.data) > INLINE_MAX_BYTES
                 ):
-                    url = self.uploads.cached(audio, model, key)
-                    if url is None:
-                        url = "oss://dashscope-instant/" + "x" * 72 + "/" + audio.filename
-                        routes.append((audio, "upload", audio.size + 1_000))
-                    else:
-                        routes.append((audio, "uploaded", len(url)))
-                    values[audio] = url
+                    values[audio], how, size = self.uploads.planned(audio, model, key)
+                    routes.append((audio, how, size))
                 else:
                     routes.append((audio, "inline", 4 * -(-audio.size // 3) + 14))
         body = self.build_body(request, stream=True, audio_values=values)

@@ -446,15 +446,6 @@ def _chunks(
     for piece in pieces:
         yield Frame(chunk({"content": piece}, None))
     yield Frame(chunk({}, finish))
-    if usage is not None:  # the final chunk: no choices, only usage
-        yield Frame(
-            {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": usage,
-            }
-        )
+    if usage is not None:
+        yield current.usage_frame(cid, created, model, usage)
     yield Frame("[DONE]")

@@ -378,6 +378,20 @@ def completion_message(
     return message
 
 
+def usage_frame(cid: str, created: int, model: str, usage: dict[str, Any]) -> Frame:
+    """The last chunk of a stream with ``stream_options.include_usage``: no choices, only usage."""
+    return Frame(
+        {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
+    )
+
+
 def chunks(
     cid: str,
     model: str,
@@ -427,16 +441,7 @@ def chunks(
         final["annotations"] = annotations
     yield chunk(final, finish)
     if usage is not None:
-        yield Frame(
-            {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": usage,
-            }
-        )
+        yield usage_frame(cid, created, model, usage)
     yield Frame("[DONE]")
 
 
