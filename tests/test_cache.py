@@ -210,7 +210,11 @@ def test_a_killed_batch_keeps_every_answer_it_had(emu: Emulator, tmp_path: Path)
     emu.clear()
     answers = ask_audio(clips, "Q", session=session, progress=False)
     assert len(answers.answered) == 40 and answers.cached == stored
-    assert len(emu.generation_requests()) == 40 - stored
+    # Only the rest was asked: one clip per missing answer, none of the stored ones. A
+    # request the killed process had on the wire may reach the emulator's log only now (a
+    # busy machine reads it after the kill); it is for a clip whose answer never came.
+    asked = [r.audio[0].sha256 for r in emu.generation_requests()]
+    assert len(set(asked)) == 40 - stored and len(asked) <= 40 - stored + 2, asked
 
 
 def test_offline_replay_answers_from_cache_and_names_what_is_missing(
