@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests._synth import write_wav
+
 RATE = 16_000
 WORDS = Path(__file__).resolve().parent / "data" / "words"
 NAMES = ("apple", "orange", "hello", "yes")
@@ -85,13 +87,7 @@ class Scene:
         return y
 
     def wav(self, path: Path) -> Path:
-        pcm = (np.clip(self.samples, -1, 1) * 32767).astype("<i2")
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(pcm.tobytes())
-        return path
+        return write_wav(path, (np.clip(self.samples, -1, 1) * 32767).astype("<i2"), RATE)
 
 
 def scenes(seed: int = 7) -> list[tuple[str, Scene]]:
