@@ -121,6 +121,14 @@ def sliced_sleep(seconds: float) -> None:
         time.sleep(min(left, SLICE))
 
 
+def _wait_at_most(sock: socket.socket, wait: float) -> None:
+    """``sock.settimeout(wait)`` unless it is set so already (a full slice, nearly always):
+    setting it is a system call that lets go of the GIL, which 64 batch threads then
+    pass around, once per read and write."""
+    if sock.gettimeout() != wait:
+        sock.settimeout(wait)
+
+
 class SlicedStream(SyncStream):
     """httpcore's blocking stream, waiting in slices."""
 
@@ -137,7 +145,7 @@ class SlicedStream(SyncStream):
     def _read_slice(self, max_bytes: int, wait: float) -> bytes | None:
         """Bytes, or None when this slice passed without any."""
         try:
-            self._sock.settimeout(wait)
+            _wait_at_most(self._sock, wait)
             return self._sock.recv(max_bytes)
         except TimeoutError:
             return None
@@ -158,7 +166,7 @@ class SlicedStream(SyncStream):
 
     def _write_slice(self, view: memoryview, wait: float) -> int:
         try:
-            self._sock.settimeout(wait)
+            _wait_at_most(self._sock, wait)
             return self._sock.send(view)
         except TimeoutError:
             return 0

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 from ._format import span
 from .backends.base import PreparedAudio
+from .clip import AudioClip, one_look
 from .errors import AudioTooLargeError
 from .sources import check_url, fetch
 
 if TYPE_CHECKING:
     from .backends.base import Limits
-    from .clip import AudioClip
 
 __all__ = ["CUT_SLACK", "prepare"]
 
@@ -48,14 +48,16 @@ _CACHE_ITEMS = 64
 
 
 def prepare(clip: AudioClip, limits: Limits) -> PreparedAudio:
-    """Audio for ``clip`` within ``limits``; cached so history turns are not re-encoded."""
-    key = (clip.sha256, clip.start, clip.end, clip.format_hint, limits)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit if hit.clip is clip else replace(hit, clip=clip)
-    prepared = _prepare(clip, limits)
+    """Audio for ``clip`` within ``limits``; cached so history turns are not re-encoded.
+    A file is looked at once here (its digest, facts and bytes all check it)."""
+    with one_look():
+        key = (clip.sha256, clip.start, clip.end, clip.format_hint, limits)
+        with _cache_lock:
+            hit = _cache.get(key)
+            if hit is not None:
+                _cache.move_to_end(key)
+                return hit if hit.clip is clip else replace(hit, clip=clip)
+        prepared = _prepare(clip, limits)
     with _cache_lock:
         _cache[key] = prepared
         while len(_cache) > _CACHE_ITEMS:

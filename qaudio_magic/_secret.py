@@ -11,8 +11,8 @@ across streamed pieces. So :func:`scrub` removes the key, and also any run of at
 :data:`MIN_RUN` characters that is a prefix of it (what a cut leaves); texts are scrubbed
 before they are cut; :class:`StreamScrubber` holds back the end of a streamed piece while
 it could be the start of a key. Once a
-key exists, httpx's and httpcore's log records are scrubbed too (their DEBUG records
-quote response headers).
+key exists, our transport's, httpx's and httpcore's log records are scrubbed too (their
+DEBUG records quote response headers).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = ["MIN_RUN", "Secret", "StreamScrubber", "scrub"]
 MIN_RUN = 8  # a prefix of a key this long is scrubbed like the key itself
 _REDACTED = "***"
 _LOGGERS = (
+    "qaudio_magic.wire",
     "httpx",
     "httpcore",
     "httpcore.connection",

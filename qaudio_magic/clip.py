@@ -28,7 +28,8 @@ import sys
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload, runtime_checkable
@@ -40,7 +41,14 @@ if TYPE_CHECKING:  # numpy and PyAV load on the first decode, not at `%load_ext`
     from . import _codec
     from ._codec import AudioInfo
 
-__all__ = ["AudioClip", "AudioSourceLike", "is_audio_object", "is_sample_pair", "parse_time"]
+__all__ = [
+    "AudioClip",
+    "AudioSourceLike",
+    "is_audio_object",
+    "is_sample_pair",
+    "one_look",
+    "parse_time",
+]
 
 MAX_SOURCE_BYTES = 1 << 30  # 1 GiB: refuse absurd files from their size, before reading them
 
@@ -357,12 +365,38 @@ _recent_size = 0
 _recent_lock = threading.Lock()
 
 
+# Inside one_look(), a file is looked at (stat) once: preparing a clip asks for its digest,
+# its facts and its bytes, each checking the file has not changed, and every stat is a
+# system call that lets go of the GIL, which a batch's 64 threads then pass around.
+_looked = threading.local()  # .keys: {path: key} while one_look() is active, else absent
+
+
+@contextmanager
+def one_look() -> Iterator[None]:
+    """In this block (this thread), each file's identity is read once: what changes after
+    that is seen by the next block, as a file edited between two questions is."""
+    outer = getattr(_looked, "keys", None)
+    if outer is None:
+        _looked.keys = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _looked.keys = None
+
+
 def _file_key(path: Path) -> tuple[object, ...] | None:
+    memo: dict[Path, tuple[object, ...]] | None = getattr(_looked, "keys", None)
+    if memo is not None and (known := memo.get(path)) is not None:
+        return known
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if memo is not None:
+        memo[path] = key
+    return key
 
 
 def _remember_bytes(path: Path, data: bytes) -> None:
@@ -391,11 +425,9 @@ def _recent_bytes(path: Path) -> bytes | None:
 def _file_fact(path: Path | None, fact: str, measure: Callable[[], Any]) -> Any:
     if path is None:
         return measure()
-    try:
-        st = os.stat(path)
-    except OSError:
+    key = _file_key(path)
+    if key is None:
         return measure()  # let the measurement raise its own, clearer error
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     with _facts_lock:
         known = _FACTS.get(key, {})
         if fact in known:

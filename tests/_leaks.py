@@ -39,16 +39,13 @@ def our_threads() -> set[threading.Thread]:
 def _pooled(session: Session) -> list[Any]:
     conns = []
     for backend in list(session._backends.values()):
-        pool = getattr(
-            getattr(getattr(backend, "_client", None), "_transport", None), "_pool", None
-        )
-        conns += list(getattr(pool, "connections", None) or [])
+        transport = getattr(getattr(backend, "_client", None), "_transport", None)
+        conns += list(getattr(transport, "connections", None) or [])
     return conns
 
 
 def _local_port(connection: Any) -> int | None:
-    stream = getattr(getattr(connection, "_connection", None), "_network_stream", None)
-    sock = stream.get_extra_info("socket") if stream is not None else None
+    sock = connection.socket
     try:
         return sock.getsockname()[1] if sock is not None else None
     except OSError:

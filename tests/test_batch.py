@@ -89,7 +89,7 @@ def test_batch_reuses_the_backends_connections(
     paths = make_clips(tmp_path / "c", 24)
     ask_audio(paths[:1], "warm up", progress=False)
     backend = session.backend(session.settings.model)
-    pool = backend._client._transport._pool
+    pool = backend._client._transport
     answers = ask_audio(paths, "Q", concurrency=4, progress=False)
     assert len(answers.answered) == 24
     assert session.backend(session.settings.model) is backend  # one shared client

@@ -18,7 +18,7 @@ def test_tls_context_is_made_once_per_ca_setting(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
 
     def context(client: object) -> object:
-        return client._transport._pool._ssl_context  # type: ignore[attr-defined]
+        return client._transport.ssl_context  # type: ignore[attr-defined]
 
     a, b = _http.make_client(_http.Timeouts()), _http.make_client(_http.Timeouts())
     assert context(a) is context(b)

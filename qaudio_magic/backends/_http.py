@@ -37,9 +37,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from .._format import printable
-from .._net import current_deadline, deadline, interruptible_transport
+from .._net import current_deadline, deadline
 from .._secret import Secret, StreamScrubber, scrub
 from .._version import __version__
+from .._wire import WireTransport
 from ..errors import APIError, TransportError
 from ._body import ACCEPT_ENCODING, read_error_body
 from ._sse import looks_like_sse, parse_events
@@ -109,26 +110,16 @@ class BearerAuth(httpx.Auth):
 
 
 def abort_connections(client: httpx.Client) -> None:
-    """Shut down every socket of ``client``'s connection pool, waking blocked readers.
+    """Shut down every socket of ``client``'s connections, waking blocked readers.
 
     httpx has no public way to abort a request from another thread, and closing a socket
     leaves a thread blocked in ``recv`` waiting until the server answers; ``shutdown``
-    wakes it at once, and the request fails with a transport error that closes the
+    wakes it at once, and the request fails with a transport error that drops the
     connection. Idle keep-alive connections go too (the pool drops them on next use).
-    The path to the sockets (client → transport → httpcore pool → connection → network
-    stream) is walked defensively: httpx or httpcore may reshape their internals.
     """
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    for connection in list(getattr(pool, "connections", None) or []):
-        inner = getattr(connection, "_connection", None)
-        stream = getattr(inner, "_network_stream", None)
-        get_info = getattr(stream, "get_extra_info", None)
-        sock = get_info("socket") if callable(get_info) else None
-        if isinstance(sock, socket.socket):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    transport = getattr(client, "_transport", None)
+    if isinstance(transport, WireTransport):
+        transport.abort()
 
 
 class HTTPBackend:
@@ -136,11 +127,8 @@ class HTTPBackend:
     keep-alive client, closed by ``close`` and broken off (Ctrl-C) by ``abort``.
 
     A batch worker thread may send through a client of its own instead
-    (:meth:`own_connection`): one keep-alive connection that no other thread touches.
-    httpcore's pool matches requests to connections by scanning all of them under one
-    lock at every request and response, so 64 threads sharing a 64-connection pool spend
-    ~0.4 ms of CPU a request there (and on the GIL hand-offs its lock causes); with a
-    connection each, a request costs what it costs at concurrency 1 (bench_scale).
+    (:meth:`own_connection`): one keep-alive connection that no other thread touches, so
+    64 workers never wait on one another's pool lock (bench_scale).
     """
 
     def __init__(
@@ -161,12 +149,10 @@ class HTTPBackend:
         self._urls: dict[str, httpx.URL] = {}
         self.host = urlsplit(self.base_url).netloc or self.base_url
 
-    def _connection(self) -> tuple[httpx.Client, httpx.HTTPTransport]:
+    def _connection(self) -> tuple[httpx.Client, WireTransport]:
         """The client (and its transport) this thread sends through: its own
         (:meth:`own_connection`), or the shared one."""
-        own: tuple[httpx.Client, httpx.HTTPTransport] | None = getattr(
-            self._own, "connection", None
-        )
+        own: tuple[httpx.Client, WireTransport] | None = getattr(self._own, "connection", None)
         return own if own is not None else self._shared
 
     @property
@@ -306,18 +292,17 @@ def question_deadline(total: float) -> float:
     return at if outer is None or at < outer else outer
 
 
-def make_transport(*, max_connections: int = 16) -> httpx.HTTPTransport:
-    """The connection pool of a client: verified TLS, no proxies from the environment.
+def make_transport(*, max_connections: int = 16) -> WireTransport:
+    """The connection pool of a client (``_wire.py``): verified TLS, no proxies from the
+    environment, at most ``max_connections`` idle connections kept.
 
-    TCP_NODELAY: headers and body leave as separate writes, and on a kept-alive
-    connection Nagle would hold the body's tail for the server's delayed ACK (~40 ms).
-    Its sockets wait in slices (:func:`interruptible_transport`), so Ctrl-C stops it.
+    TCP_NODELAY: a large body leaves in several writes, and on a kept-alive connection
+    Nagle would hold its tail for the server's delayed ACK (~40 ms). Its sockets wait in
+    slices (``_net.py``), so Ctrl-C stops it.
     """
-    return interruptible_transport(
-        verify=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
+    return WireTransport(
+        ssl_context=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
+        max_idle=max_connections,
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
 
@@ -326,7 +311,7 @@ def make_client(
     timeouts: Timeouts,
     *,
     max_connections: int = 16,
-    transport: httpx.HTTPTransport | None = None,
+    transport: WireTransport | None = None,
 ) -> httpx.Client:
     """A keep-alive client (on ``transport``, else a new one); redirects are not followed
     (a key must not travel elsewhere)."""

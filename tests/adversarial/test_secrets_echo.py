@@ -134,7 +134,7 @@ def test_a_server_echoing_the_key_cannot_make_it_show(
     assert re.fullmatch(r"Your key is (\*\*\*)+ — and \*\*\* was its start\.", a1.text)
     assert re.fullmatch(r"Key: (\*\*\*)+\.", a3.text)
     assert "InvalidParameter" in blob and "DataInspectionFailed" in blob
-    assert "x-echo" in caplog.text.lower()  # httpcore logged the echoing header
+    assert "x-echo" in caplog.text.lower()  # the transport logged the echoing header
     assert any(p.name == "answers.sqlite3" for p in (tmp_path / "cache").rglob("*"))  # cached
     assert len(batch.failed) == 2
     # ...and no key, no long prefix or suffix of it, anywhere
