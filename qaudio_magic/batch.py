@@ -66,9 +66,6 @@ __all__ = ["MAX_CONCURRENCY", "Meter", "Progress", "run_batch"]
 Progress = Callable[[int, int, Result], None]
 OWN_CONNECTION_ABOVE = 8  # more workers than this: a connection each, not the shared pool
 _STOP_WITHIN = 1.0  # seconds Ctrl-C may take to stop in-flight requests
-# Seconds the main thread lets results gather between two looks: waking for each answer
-# costs a GIL hand-off per answer, competing with 64 workers; the bar redraws at 10 Hz.
-_PACE = 0.01
 
 
 # ---------------------------------------------------------------------- jobs
@@ -390,9 +387,15 @@ def run_batch(
         schema=schema,
     )
     unit = "window" if windows else "clip"
-    results, attempts, interrupted, stopped, elapsed = _run(
-        plan, jobs, total, workers, progress, unit
+    gathered = (
+        session.response_cache().gathered()
+        if cache_mode.active and cache_mode.write
+        else contextlib.nullcontext(_nothing)
     )
+    with gathered as flush:  # the answers of each collection stored together
+        results, attempts, interrupted, stopped, elapsed = _run(
+            plan, jobs, total, workers, progress, unit, flush
+        )
     if interrupted:
         session.discard_backend(backend)  # no connection of the aborted requests stays open
     return Answers(
@@ -458,6 +461,10 @@ def _work(plan: _Plan, jobs: _Jobs, done: queue.SimpleQueue[Any], own: bool) -> 
         done.put(None)  # this worker is finished
 
 
+def _nothing() -> None:
+    pass
+
+
 def _run(
     plan: _Plan,
     jobs: Iterator[_Job],
@@ -465,11 +472,13 @@ def _run(
     workers: int,
     progress: bool | Progress,
     unit: str,
+    flush: Callable[[], None] = _nothing,
 ) -> tuple[list[Result], list[int], bool, str | None, float]:
     """Run the jobs on ``workers`` threads until all are done, stopped, or Ctrl-C.
 
     Jobs are pulled only when a worker is free, so windows are decoded and lazy sources
-    read just in time, and nothing waits in a queue when a batch must stop.
+    read just in time, and nothing waits in a queue when a batch must stop. ``flush``
+    writes the answers gathered for the response cache, before the bar counts them.
     """
     started = time.perf_counter()
     results: dict[int, tuple[Result, int]] = {}
@@ -494,17 +503,19 @@ def _run(
                 first = done.get(timeout=0.1)
             except queue.Empty:
                 continue
+            arrived: list[Result] = []
             for item in _drained(done, first):
                 if item is None:
                     running -= 1
                     continue
                 index, result, attempts = item
                 results[index] = (result, attempts)
+                arrived.append(result)
                 if stopped is None and isinstance(result, Failure) and result.error.ends_batch:
                     stopped = result.error.one_line()
+            flush()  # in the cache before the bar counts them
+            for result in arrived:
                 meter.update(result)
-            if running:  # let answers gather: one wake-up per pace, not one per answer
-                time.sleep(_PACE)
     except KeyboardInterrupt:
         interrupted = True
         source.stop.set()

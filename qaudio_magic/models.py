@@ -824,9 +824,9 @@ def lookup(name: str) -> ModelSpec:
     if spec is not None:
         return spec
     if name.startswith(OPENAI_PREFIX):
-        return replace(MODELS[OPENAI_PREFIX + "MODEL"], name=name)
+        return _derived(name, MODELS[OPENAI_PREFIX + "MODEL"])
     if name.startswith(LOCAL_PREFIX):
-        return replace(MODELS[LOCAL_PREFIX + "PATH_OR_HUB_ID"], name=name)
+        return _derived(name, MODELS[LOCAL_PREFIX + "PATH_OR_HUB_ID"])
     lowered = name.lower()
     if lowered.endswith("-realtime"):
         return _spec(
@@ -839,26 +839,34 @@ def lookup(name: str) -> ModelSpec:
         )
     for prefix, family in _FAMILIES:
         if lowered.startswith(prefix):
-            known = MODELS[family]
-            return replace(
-                known,
-                name=name,
-                note=f"unknown name: limits of its family ({family}) assumed",
-                fallback=True,
-            )
+            note = f"unknown name: limits of its family ({family}) assumed"
+            return _derived(name, MODELS[family], note)
     if "omni" in lowered:
-        return replace(
-            MODELS["qwen3-omni-flash"],
-            name=name,
-            note="unknown omni model: Qwen3-Omni-Flash limits assumed",
-            fallback=True,
-        )
-    return replace(
-        MODELS[DEFAULT_MODEL],
-        name=name,
-        note="unknown model: Qwen-Audio limits assumed",
-        fallback=True,
+        note = "unknown omni model: Qwen3-Omni-Flash limits assumed"
+        return _derived(name, MODELS["qwen3-omni-flash"], note)
+    return _derived(name, MODELS[DEFAULT_MODEL], "unknown model: Qwen-Audio limits assumed")
+
+
+# name -> (the spec it was derived from, its spec): a batch looks its model up a few times
+# per clip, and copying a spec (dataclasses.replace) each time costs several µs
+_DERIVED: dict[str, tuple[ModelSpec, ModelSpec]] = {}
+
+
+def _derived(name: str, base: ModelSpec, note: str | None = None) -> ModelSpec:
+    """``base`` under ``name`` (with ``note`` and marked a fallback when given), made once
+    per name for as long as ``base`` is the registry's."""
+    hit = _DERIVED.get(name)
+    if hit is not None and hit[0] is base:
+        return hit[1]
+    spec = (
+        replace(base, name=name)
+        if note is None
+        else replace(base, name=name, note=note, fallback=True)
     )
+    if len(_DERIVED) > 1024:
+        _DERIVED.clear()
+    _DERIVED[name] = (base, spec)
+    return spec
 
 
 _REGION_NAMES = {

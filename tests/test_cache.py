@@ -184,8 +184,9 @@ def test_entries_of_the_file_per_answer_layout_are_still_read(
 
 
 def test_a_killed_batch_keeps_every_answer_it_had(emu: Emulator, tmp_path: Path) -> None:
-    """Each answer is committed as it arrives: a process killed (SIGKILL) mid-batch leaves
-    them all, and the next run asks only the rest."""
+    """Answers are committed as the batch collects them (those that arrived together in
+    one transaction), always before the progress bar counts them: a process killed
+    (SIGKILL) mid-batch leaves every answer it had counted; the next run asks the rest."""
     clips = make_clips(tmp_path / "clips", 40)
     cache = tmp_path / "killed-cache"
     code = (
@@ -206,7 +207,7 @@ def test_a_killed_batch_keeps_every_answer_it_had(emu: Emulator, tmp_path: Path)
     session = Session(Settings(base_url=emu.base_url, cache_dir=str(cache)))
     session.set_key(TEST_KEY)
     stored = session.response_cache().stats()[0]
-    assert stored >= 25
+    assert 25 <= stored <= asked_before  # all 25 counted answers, before the bar saw them
     emu.clear()
     answers = ask_audio(clips, "Q", session=session, progress=False)
     assert len(answers.answered) == 40 and answers.cached == stored
@@ -312,3 +313,60 @@ def test_cache_store_roundtrip(tmp_path: Path) -> None:
     assert hit is not None and hit.text == "hello" and hit.usage == usage
     assert store.stats()[0] == 1 and list(store.keys()) == ["ab" * 32]
     assert store.delete("ab" * 32) and store.get("ab" * 32) is None
+
+
+def _stored_elsewhere(store: ResponseCache) -> set[str]:
+    """The keys another connection (another process, say) sees committed in the file."""
+    with sqlite3.connect(f"file:{store.path}?mode=ro", uri=True) as other:
+        return {row[0] for row in other.execute("SELECT key FROM answers")}
+
+
+def _put(store: ResponseCache, key: str, text: str) -> None:
+    store.put(
+        key,
+        {"v": 1},
+        text=text,
+        model="m",
+        usage=None,
+        request_id=None,
+        finish_reason="stop",
+        latency=0.1,
+        clips=[],
+    )
+
+
+def test_gathered_answers_are_found_at_once_and_committed_together(tmp_path: Path) -> None:
+    store = ResponseCache(tmp_path)
+    _put(store, "00" * 32, "before")  # outside a batch: committed at once
+    assert _stored_elsewhere(store) == {"00" * 32}
+    with store.gathered() as flush:
+        _put(store, "aa" * 32, "one")
+        _put(store, "bb" * 32, "two")
+        assert _stored_elsewhere(store) == {"00" * 32}  # waiting for the flush...
+        hit = store.get("aa" * 32)  # ...but found all the same
+        assert hit is not None and hit.text == "one"
+        flush()
+        assert _stored_elsewhere(store) == {"00" * 32, "aa" * 32, "bb" * 32}
+        _put(store, "cc" * 32, "three")
+        assert store.stats()[0] == 4  # counting writes what waits first
+        _put(store, "dd" * 32, "four")
+    assert _stored_elsewhere(store) == {k * 32 for k in ("00", "aa", "bb", "cc", "dd")}
+    assert store.get("dd" * 32).text == "four"  # type: ignore[union-attr]
+
+
+def test_every_answer_the_bar_counts_is_already_in_the_cache_file(
+    session: Session, emu: Emulator, tmp_path: Path
+) -> None:
+    """A batch writes the answers it collected together, before counting them: what the
+    progress bar has counted survives the kernel dying right then."""
+    clips = make_clips(tmp_path / "clips", 24)
+    store = session.response_cache()
+    committed: list[int] = []
+
+    def progress(done: int, total: int, result: object) -> None:
+        committed.append(len(_stored_elsewhere(store)) if store.path.exists() else 0)
+
+    answers = ask_audio(clips, "Q", concurrency=4, progress=progress)
+    assert len(answers.answered) == 24
+    assert all(stored >= done for done, stored in enumerate(committed, start=1)), committed
+    assert _stored_elsewhere(store) == set(store.keys()) and len(committed) == 24
