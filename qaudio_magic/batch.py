@@ -48,7 +48,7 @@ from ._format import short, span
 from ._ratelimit import RateLimiter
 from .answer import Answer, Answers, Failure, Result
 from .backends.base import Backend, Limits, PreparedAudio
-from .cache import CacheMode, resolve_mode
+from .cache import CacheMode, ResponseCache, resolve_mode
 from .clip import AudioClip
 from .conversation import Conversation
 from .errors import InputError, Interrupted, QAudioError
@@ -97,6 +97,7 @@ class _Plan:
     items: list[tuple[AudioClip, ...]] | None = None  # each item's clips, when known upfront
     cancel: threading.Event = field(default_factory=threading.Event)
     schema: Schema | None = None  # a typed question (structured.py)
+    responses: ResponseCache | None = None  # the response cache, made once per batch
 
 
 def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
@@ -142,6 +143,7 @@ def _ask(plan: _Plan, job: _Job) -> tuple[Result, int]:
                 cancel=plan.cancel,
                 on_attempt=count,
                 limiter=plan.limiter,
+                responses=plan.responses,
             )
             answer, attempts = answer_for(turn, outcome, conversation=None), outcome.attempts
         if plan.light:
@@ -181,6 +183,7 @@ def _ask_typed(
         cancel=plan.cancel,
         on_attempt=count,
         limiter=plan.limiter,
+        responses=plan.responses,
     )
     if repaired:
         turn = replace(turn, notes=(*turn.notes, repaired))
@@ -370,6 +373,7 @@ def run_batch(
             for i, g in enumerate(groups)
         )
 
+    responses = session.response_cache() if cache_mode.active else None
     plan = _Plan(
         session=session,
         backend=backend,
@@ -385,11 +389,12 @@ def run_batch(
         light=lazy,
         items=items_clips,
         schema=schema,
+        responses=responses,
     )
     unit = "window" if windows else "clip"
     gathered = (
-        session.response_cache().gathered()
-        if cache_mode.active and cache_mode.write
+        responses.gathered()
+        if responses is not None and cache_mode.write
         else contextlib.nullcontext(_nothing)
     )
     with gathered as flush:  # the answers of each collection stored together

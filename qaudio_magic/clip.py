@@ -217,15 +217,24 @@ class AudioClip:
             path = self.path
 
             def digest() -> str:
-                sha = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    size = os.fstat(fh.fileno()).st_size
-                    if size <= _SMALL_FILE:  # read once: probing and sending need it next
-                        data = fh.read()
-                        _remember_bytes(path, data)
-                        return hashlib.sha256(data).hexdigest()
-                    for block in iter(lambda: fh.read(1 << 20), b""):
+                key = _file_key(path)  # the look _file_fact just took
+                size = key[1] if key is not None else None
+                # os.open/os.read, not open(): no buffer object, no isatty() system call;
+                # O_NONBLOCK: a path that became a FIFO since it was checked cannot hang
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+                try:
+                    if isinstance(size, int) and size <= _SMALL_FILE:
+                        data = os.read(fd, size + 1)  # a regular file: short only at its end
+                        if len(data) <= size:  # read once: probing and sending need it next
+                            _remember_bytes(path, data)
+                            return hashlib.sha256(data).hexdigest()
+                        sha = hashlib.sha256(data)  # it grew meanwhile: read on
+                    else:
+                        sha = hashlib.sha256()
+                    while block := os.read(fd, 1 << 20):
                         sha.update(block)
+                finally:
+                    os.close(fd)
                 return sha.hexdigest()
 
             return _file_fact(path, "sha256", digest)

@@ -39,7 +39,14 @@ from .backends.base import (
     Usage,
     audio_tokens,
 )
-from .cache import CacheMode, describe_request, key_of, request_material, route_of
+from .cache import (
+    CacheMode,
+    ResponseCache,
+    describe_request,
+    key_of,
+    request_material,
+    route_of,
+)
 from .clip import AudioClip
 from .conversation import Conversation, History, Turn, estimate_text_tokens
 from .errors import CacheMissError, InputError
@@ -305,6 +312,7 @@ def send(
     on_attempt: Callable[[int], None] | None = None,
     limiter: RateLimiter | None = None,
     on_reasoning: Callable[[str], None] | None = None,
+    responses: ResponseCache | None = None,
 ) -> Outcome:
     """Answer ``request``: from the cache when ``mode`` allows, else from the backend with
     retries (then stored). Records usage either way; raises QAudioError subclasses.
@@ -312,12 +320,13 @@ def send(
     ``on_text`` gets each piece of the answer, ``on_reasoning`` each piece of a thinking
     model's reasoning. A spoken answer is never cached (its audio is not stored). With a
     ``limiter`` (batches: :func:`pacing`), every try waits for its slot under the route's
-    rate limit first."""
+    rate limit first. ``responses``: the response cache to use (a batch's, made once),
+    else the session's."""
     started = time.perf_counter()
     seconds = audio_seconds(request)
     store = key = material = None
     if mode.active and not speaks(request):
-        store = sess.response_cache()
+        store = responses or sess.response_cache()
         material = request_material(route_of(backend), request)
         key = key_of(material)
         hit = store.get(key) if mode.read else None
