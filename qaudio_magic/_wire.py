@@ -234,17 +234,8 @@ class WireTransport(httpx.BaseTransport):
         with _as_httpx():
             conn = self._check_out(origin, timeouts.get("connect"))
             try:
-                try:
-                    conn.send_request(request, timeouts.get("write"))
-                except httpcore.WriteError as broken:
-                    # the server may have answered before reading it all (413, 401):
-                    # that answer is worth more than the broken pipe
-                    try:
-                        head = conn.response_head(timeouts.get("read"))
-                    except Exception:
-                        raise broken from None
-                else:
-                    head = conn.response_head(timeouts.get("read"))
+                conn.send_request(request, timeouts.get("write"))
+                head = conn.response_head(timeouts.get("read"))
             except BaseException:
                 self._drop(conn)
                 raise

@@ -10,14 +10,15 @@ not try to start another.
 
 Built for corpora (the client must never be what a fast server waits for):
 
-* per batch, not per request: the backend, its limits, the rate limiter and the cache
-  mode are looked up once; above :data:`OWN_CONNECTION_ABOVE` workers each sends through a
-  keep-alive connection of its own (a shared pool costs ~0.4 ms a request at 64, see
-  ``backends/_http.py``); answers come whole (no per-token events) unless ``stream=True``
+* per batch, not per request: the backend, its limits, the rate limiter, the cache mode
+  and the response cache are looked up once; above :data:`OWN_CONNECTION_ABOVE` workers
+  each sends through a keep-alive connection of its own (no worker waits on another's
+  pool lock, see ``backends/_http.py``); answers come whole (no per-token events) unless ``stream=True``
   or the model only streams — nobody watches a batch's tokens;
 * a generator of sources is read only as workers are free, and the rows of such a batch
   keep no audio bytes: 100,000 items hold O(concurrency) audio and a small record each;
-* every answer is in the response cache the moment it arrives, so a batch interrupted by
+* every answer is in the response cache before the bar counts it (the main thread
+  commits those that arrived together as one transaction), so a batch interrupted by
   Ctrl-C or a crash, run again, asks only what had not finished — the progress bar says
   how many came from the cache;
 * requests to a model with a rate limit are paced by its limiter (``rate_limit``).

@@ -16,8 +16,9 @@ Modes (``%config QAudioMagic.cache``, or ``cache=`` per call):
     replay   offline: answer only from the cache; a miss is an error naming the request
 
 Entries are small JSON documents, one row each in an SQLite database,
-``<dir>/responses/answers.sqlite3`` (WAL journal): each answer is committed the moment it
-arrives, so a batch killed half-way keeps every answer it had, and threads, kernels and
+``<dir>/responses/answers.sqlite3`` (WAL journal): each answer is committed as it arrives
+(a batch's, together as it collects them: :meth:`ResponseCache.gathered`), so a batch killed
+half-way keeps every answer it had counted, and threads, kernels and
 Dask workers of one machine share the file safely. Why not a JSON file per answer, as
 before: creating a file costs ~0.4 ms of kernel time on a journaling file system, more
 than everything else a batch does per clip; a row costs a few tens of microseconds.

@@ -1,9 +1,12 @@
-"""The sliced sockets under every HTTP request (``_net.py``), over TCP and TLS.
+"""The sliced sockets under every HTTP request (``_net.py``), over TCP and TLS, through
+both transports that use them: httpx's own (URL sources) and ``_wire.WireTransport`` (the
+API backends).
 
 The real service is reached over https, so slicing must keep TLS intact: big bodies
 both ways arrive byte for byte, a quiet server still times out as configured, a
 refused or unreachable port fails as httpx would say, and Ctrl-C stops a TLS read in
-the middle of a wait.
+the middle of a wait. The backends' transport also keeps connections alive, replaces
+one the server closed while it was idle, and is broken off from another thread.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import psutil
 import pytest
 
 from qaudio_magic._net import SlicedStream, interruptible_transport, sliced_sleep
+from qaudio_magic._wire import WireTransport
 
 BIG = bytes(range(256)) * 40_000  # 10 MB
 
@@ -48,6 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if self.path == "/bye":  # closes the connection without saying so in a header
+            self.close_connection = True
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
@@ -125,14 +131,34 @@ def tls(certificate: tuple[Path, Path]) -> Iterator[str]:
     yield from _serve(server)
 
 
-def _client(certificate: tuple[Path, Path] | None = None, **timeouts: float) -> httpx.Client:
-    verify: ssl.SSLContext | bool = True
-    if certificate is not None:
-        verify = ssl.create_default_context(cafile=str(certificate[0]))
+@pytest.fixture(params=["httpx", "wire"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Which transport: httpx's own with sliced sockets, or the backends' WireTransport."""
+    return str(request.param)
+
+
+def _client(
+    certificate: tuple[Path, Path] | None = None, kind: str = "httpx", **timeouts: float
+) -> httpx.Client:
+    context = ssl.create_default_context(
+        cafile=str(certificate[0]) if certificate is not None else None
+    )
+    transport: httpx.BaseTransport = (
+        WireTransport(ssl_context=context)
+        if kind == "wire"
+        else interruptible_transport(verify=context)
+    )
     return httpx.Client(
-        transport=interruptible_transport(verify=verify),
+        transport=transport,
         timeout=httpx.Timeout(60.0, **timeouts),  # a guard against hanging; tests set their own
     )
+
+
+def _stream_of(client: httpx.Client) -> object:
+    transport = client._transport  # type: ignore[attr-defined]
+    if isinstance(transport, WireTransport):
+        return transport.connections[0].stream
+    return transport._pool.connections[0]._connection._network_stream
 
 
 def _press_ctrl_c_when(ready: Callable[[], bool]) -> threading.Thread:
@@ -167,24 +193,23 @@ def _main_thread_in(function: str) -> Callable[[], bool]:
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_big_bodies_both_ways_arrive_intact(
-    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+    scheme: str, kind: str, plain: str, tls: str, certificate: tuple[Path, Path]
 ) -> None:
     host = plain if scheme == "http" else tls
-    with _client(certificate) as client:
+    with _client(certificate, kind) as client:
         got = client.get(f"{scheme}://{host}/big")
         assert got.content == BIG
-        stream = client._transport._pool.connections[0]._connection._network_stream  # type: ignore[attr-defined]
-        assert isinstance(stream, SlicedStream)  # TLS kept the slicing too
+        assert isinstance(_stream_of(client), SlicedStream)  # TLS kept the slicing too
         sent = client.post(f"{scheme}://{host}/echo", content=BIG)
         assert sent.text == hashlib.sha256(BIG).hexdigest()
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_quiet_server_times_out_as_configured(
-    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+    scheme: str, kind: str, plain: str, tls: str, certificate: tuple[Path, Path]
 ) -> None:
     host = plain if scheme == "http" else tls
-    with _client(certificate, read=0.35) as client:
+    with _client(certificate, kind, read=0.35) as client:
         started = time.perf_counter()
         with pytest.raises(httpx.ReadTimeout):
             client.get(f"{scheme}://{host}/slow")
@@ -194,10 +219,10 @@ def test_a_quiet_server_times_out_as_configured(
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_ctrl_c_stops_a_wait_within_a_slice(
-    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+    scheme: str, kind: str, plain: str, tls: str, certificate: tuple[Path, Path]
 ) -> None:
     host = plain if scheme == "http" else tls
-    with _client(certificate) as client:
+    with _client(certificate, kind) as client:
         client.get(f"{scheme}://{host}/ok")  # connected, and kept alive
         with pytest.raises(KeyboardInterrupt):
             presser = _press_ctrl_c_when(SERVERS[host].slow_asked.is_set)
@@ -217,11 +242,14 @@ def _connecting_to(port: int) -> bool:
     )
 
 
-def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
+def test_refused_and_unreachable_ports_fail_as_httpx_says(kind: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    with _client() as client, pytest.raises(httpx.ConnectError, match="Connection refused"):
+    with (
+        _client(kind=kind) as client,
+        pytest.raises(httpx.ConnectError, match="Connection refused"),
+    ):
         client.get(f"http://127.0.0.1:{closed}/")
     server = socket.socket()  # a full accept queue: SYNs go unanswered
     server.bind(("127.0.0.1", 0))
@@ -235,12 +263,12 @@ def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
         fillers.append(filler)
     time.sleep(0.05)
     try:
-        with _client(connect=0.3) as client:
+        with _client(kind=kind, connect=0.3) as client:
             started = time.perf_counter()
             with pytest.raises(httpx.ConnectTimeout):
                 client.get(f"http://127.0.0.1:{port}/")
             assert time.perf_counter() - started >= 0.3
-        with _client(connect=60) as client:
+        with _client(kind=kind, connect=60) as client:
             started = time.perf_counter()
             with pytest.raises(KeyboardInterrupt):
                 presser = _press_ctrl_c_when(lambda: _connecting_to(port))
@@ -252,6 +280,66 @@ def test_refused_and_unreachable_ports_fail_as_httpx_says() -> None:
         for s in fillers:
             s.close()
         server.close()
+
+
+def _state(sock: socket.socket) -> str | None:
+    """The operating system's TCP state of ``sock`` (ESTABLISHED, CLOSE_WAIT, ...)."""
+    port = sock.getsockname()[1]
+    for c in psutil.Process().net_connections(kind="tcp"):
+        if c.laddr and c.laddr.port == port:
+            return str(c.status)
+    return None
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_wire_keeps_connections_alive_and_replaces_one_the_server_closed(
+    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+) -> None:
+    host = plain if scheme == "http" else tls
+    with _client(certificate, "wire") as client:
+        transport = client._transport  # type: ignore[attr-defined]
+        assert client.get(f"{scheme}://{host}/ok").text == "ok"
+        first = transport.connections[0]
+        assert client.get(f"{scheme}://{host}/ok").text == "ok"
+        assert transport.connections == [first] and first.is_idle()  # one, kept alive
+        assert client.get(f"{scheme}://{host}/bye").text == "ok"
+        assert transport.connections == [first]  # nothing said it would close
+        deadline = time.monotonic() + 30
+        while _state(first.socket) != psutil.CONN_CLOSE_WAIT and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the server's close reached this side
+        assert _state(first.socket) == psutil.CONN_CLOSE_WAIT
+        assert client.get(f"{scheme}://{host}/ok").text == "ok"  # not "disconnected"
+        (second,) = transport.connections
+        assert second is not first and first.is_closed()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_wire_abort_breaks_off_a_request_from_another_thread(
+    scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
+) -> None:
+    """What an interrupted batch does to its workers' requests: a thread waiting for an
+    answer fails at once with a transport error, and its connection is dropped."""
+    host = plain if scheme == "http" else tls
+    errors: list[BaseException] = []
+    with _client(certificate, "wire") as client:
+        transport = client._transport  # type: ignore[attr-defined]
+
+        def ask() -> None:
+            try:
+                client.get(f"{scheme}://{host}/slow")
+            except BaseException as exc:  # the test looks at it
+                errors.append(exc)
+
+        worker = threading.Thread(target=ask)
+        worker.start()
+        assert SERVERS[host].slow_asked.wait(30)
+        transport.abort()
+        worker.join(30)
+        assert not worker.is_alive()
+        assert not SERVERS[host].slow_answered.is_set()  # it did not wait for the answer
+        assert len(errors) == 1 and isinstance(errors[0], httpx.TransportError), errors
+        assert transport.connections == []
+        assert client.get(f"{scheme}://{host}/ok").text == "ok"  # and it still works
 
 
 def test_sliced_sleep_sleeps_and_stops_on_ctrl_c() -> None:
