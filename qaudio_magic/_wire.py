@@ -218,6 +218,7 @@ class WireTransport(httpx.BaseTransport):
         self._busy: set[_Connection] = set()
         self._lock = threading.Lock()
         self._backend = SlicedBackend()
+        self._closed = False  # after close(), no connection is kept (a late request's either)
 
     @property
     def connections(self) -> list[_Connection]:
@@ -291,7 +292,7 @@ class WireTransport(httpx.BaseTransport):
         with self._lock:
             self._busy.discard(conn)
             idle = self._idle.setdefault(conn.origin, [])
-            keep = not conn.closed and len(idle) < self._max_idle
+            keep = not conn.closed and not self._closed and len(idle) < self._max_idle
             if keep:
                 conn.idle_since = time.monotonic()
                 idle.append(conn)
@@ -314,6 +315,7 @@ class WireTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             conns = [*self._busy, *(c for idle in self._idle.values() for c in idle)]
             self._idle.clear()
         for conn in conns:
