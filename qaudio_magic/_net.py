@@ -54,6 +54,7 @@ __all__ = [
     "each_within",
     "interruptible_transport",
     "is_loopback",
+    "ready",
     "sliced_sleep",
 ]
 
@@ -205,6 +206,21 @@ class SlicedBackend(SyncBackend):
         return SlicedStream(sock)
 
 
+def ready(sock: socket.socket, *, write: bool = False, wait: float = 0.0) -> bool:
+    """Whether ``sock`` can be read (or written) within ``wait`` seconds. poll() where the
+    platform has it: select() refuses descriptors past 1024, which a long session with many
+    files open reaches."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise OSError(errno.EBADF, "the socket is closed")
+    if hasattr(select, "poll"):
+        waiting = select.poll()
+        waiting.register(fd, select.POLLOUT if write else select.POLLIN)
+        return bool(waiting.poll(wait * 1000))
+    readable, writable, _ = select.select([] if write else [fd], [fd] if write else [], [], wait)
+    return bool(writable if write else readable)
+
+
 def _connect(
     host: str, port: int, deadline: float | None, source: tuple[str, int] | None
 ) -> socket.socket:
@@ -221,7 +237,7 @@ def _connect(
                 wait = _left(deadline)
                 if wait <= 0:
                     raise TimeoutError("timed out")
-                _, writable, _ = select.select([], [sock], [], wait)
+                writable = ready(sock, write=True, wait=wait)
                 code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if writable else -1
                 code = errno.EINPROGRESS if code == -1 else code
             if code:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import ssl
 import threading
 import time
@@ -31,7 +30,7 @@ import h11
 import httpcore
 import httpx
 
-from ._net import SlicedBackend, SlicedStream
+from ._net import SlicedBackend, SlicedStream, ready
 
 __all__ = ["WireTransport"]
 
@@ -96,10 +95,9 @@ class _Connection:
         if now - self.idle_since > KEEPALIVE_EXPIRY:
             return True
         try:
-            readable, _, _ = select.select([self.socket], [], [], 0)
+            return ready(self.socket)
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     def close(self) -> None:
         if not self.closed:

@@ -313,6 +313,39 @@ def test_wire_keeps_connections_alive_and_replaces_one_the_server_closed(
         assert second is not first and first.is_closed()
 
 
+def test_sockets_whose_descriptors_are_past_1024_connect_and_are_kept_alive(
+    plain: str,
+) -> None:
+    """A kernel with many files open (a long session, Dask) gets socket numbers past
+    select()'s limit: both transports must still connect (select() raised ValueError), and
+    the backends' keeps its connection alive instead of replacing it each time."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1400
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"this machine allows {hard} open files")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    base = os.open(os.devnull, os.O_RDONLY)
+    fillers = [os.dup(base) for _ in range(1100)]
+    try:
+        with _client(kind="wire") as client:
+            transport = client._transport  # type: ignore[attr-defined]
+            assert client.get(f"http://{plain}/ok").text == "ok"
+            (first,) = transport.connections
+            assert first.socket.fileno() > 1024
+            assert client.get(f"http://{plain}/ok").text == "ok"
+            assert transport.connections == [first] and not first.is_closed()
+        with _client(kind="httpx") as other:
+            assert other.get(f"http://{plain}/ok").text == "ok"
+    finally:
+        for fd in (*fillers, base):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_wire_abort_breaks_off_a_request_from_another_thread(
     scheme: str, plain: str, tls: str, certificate: tuple[Path, Path]
