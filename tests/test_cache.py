@@ -203,7 +203,10 @@ def test_a_killed_batch_keeps_every_answer_it_had(emu: Emulator, tmp_path: Path)
     killed = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
     assert killed.returncode == -9
     asked_before = len(emu.generation_requests())
-    assert 25 <= asked_before <= 27  # 25 answers seen, at most 2 more in flight
+    # 25 answers counted; more were asked while the batch stored the answers it had
+    # collected (a commit takes a while on a busy machine) and two were in flight: how many
+    # is a matter of timing, what was stored is not
+    assert asked_before >= 25
     session = Session(Settings(base_url=emu.base_url, cache_dir=str(cache)))
     session.set_key(TEST_KEY)
     stored = session.response_cache().stats()[0]
