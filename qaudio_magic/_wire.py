@@ -61,8 +61,6 @@ def _as_httpx() -> Iterator[None]:
     """httpcore's and h11's exceptions as the httpx ones the backends handle."""
     try:
         yield
-    except httpx.TransportError:
-        raise
     except Exception as exc:
         for theirs, ours in _ERRORS:
             if isinstance(exc, theirs):
@@ -192,9 +190,8 @@ class _Body(httpx.SyncByteStream):
             self._pool._drop(conn)
 
 
-def _chunks(stream: Any) -> Iterable[bytes]:
-    if isinstance(stream, (bytes, bytearray)):
-        return (bytes(stream),) if stream else ()
+def _chunks(stream: Any) -> Iterator[bytes]:
+    """The non-empty pieces of a request's body (``request.stream``, a sync byte stream)."""
     return (bytes(c) for c in stream if c)
 
 

@@ -13,8 +13,8 @@ Built for corpora (the client must never be what a fast server waits for):
 * per batch, not per request: the backend, its limits, the rate limiter, the cache mode
   and the response cache are looked up once; above :data:`OWN_CONNECTION_ABOVE` workers
   each sends through a keep-alive connection of its own (no worker waits on another's
-  pool lock, see ``backends/_http.py``); answers come whole (no per-token events) unless ``stream=True``
-  or the model only streams — nobody watches a batch's tokens;
+  pool lock, see ``backends/_http.py``); answers come whole (no per-token events) unless
+  ``stream=True`` or the model only streams — nobody watches a batch's tokens;
 * a generator of sources is read only as workers are free, and the rows of such a batch
   keep no audio bytes: 100,000 items hold O(concurrency) audio and a small record each;
 * every answer is in the response cache before the bar counts it (the main thread
@@ -478,7 +478,7 @@ def _run(
     workers: int,
     progress: bool | Progress,
     unit: str,
-    flush: Callable[[], None] = _nothing,
+    flush: Callable[[], None],
 ) -> tuple[list[Result], list[int], bool, str | None, float]:
     """Run the jobs on ``workers`` threads until all are done, stopped, or Ctrl-C.
 
@@ -609,7 +609,7 @@ def _join(thread: threading.Thread, timeout: float | None = None) -> None:
 
 def _abort_connections(backend: Backend) -> None:
     """Break off ``backend``'s requests in flight, waking blocked readers (HTTP backends
-    shut their pool's sockets down: ``backends/_http.abort_connections``)."""
+    shut their sockets down: ``backends/_http.HTTPBackend.abort``)."""
     abort = getattr(backend, "abort", None)
     if callable(abort):
         abort()

@@ -199,12 +199,12 @@ class ResponseCache:
         text: str | None = None
         try:
             db = _open(self.path, create=False)
-            if db is not None and db.pending:  # stored a moment ago, not yet written
-                with db.pending_lock:
-                    waiting = db.pending.get(key)
-                if waiting is not None:
-                    return _answer_of(key, waiting[1])
             if db is not None:
+                if db.pending:  # stored a moment ago, not yet written
+                    with db.pending_lock:
+                        waiting = db.pending.get(key)
+                    if waiting is not None:
+                        return _answer_of(key, waiting[1])
                 with db.lock:
                     row = db.conn.execute(
                         "SELECT entry FROM answers WHERE key = ?", (key,)

@@ -6,9 +6,10 @@ bodies are read as JSON or, whatever the Content-Type says, as SSE frames.
 
 The key is attached by :class:`BearerAuth` as the request leaves, so no header dict of
 ours ever holds it (a ``%xmode Verbose`` traceback prints the locals of every frame), and
-httpx masks it in the request's repr. Sockets wait in slices (:func:`interruptible_transport`)
-so Ctrl-C stops a request at once; :func:`abort_connections` shuts down a client's sockets
-from another thread, which is how an interrupted batch stops its workers.
+httpx masks it in the request's repr. Requests go through ``_wire.WireTransport``, whose
+sockets wait in slices (``_net.py``) so Ctrl-C stops a request at once;
+:meth:`HTTPBackend.abort` shuts the sockets down from another thread, which is how an
+interrupted batch stops its workers.
 
 What a server sends is not trusted: every request is streamed, its body read with the
 caps of ``_body.py`` and under the question's absolute deadline (``_net.deadline``), and
@@ -49,7 +50,6 @@ from .base import Annotation, Completion, Event, ReasoningDelta, TextDelta
 __all__ = [
     "BearerAuth",
     "Timeouts",
-    "abort_connections",
     "clean_id",
     "error_from_response",
     "make_client",
@@ -109,19 +109,6 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(Secret('***'))"
 
 
-def abort_connections(client: httpx.Client) -> None:
-    """Shut down every socket of ``client``'s connections, waking blocked readers.
-
-    httpx has no public way to abort a request from another thread, and closing a socket
-    leaves a thread blocked in ``recv`` waiting until the server answers; ``shutdown``
-    wakes it at once, and the request fails with a transport error that drops the
-    connection. Idle keep-alive connections go too (the pool drops them on next use).
-    """
-    transport = getattr(client, "_transport", None)
-    if isinstance(transport, WireTransport):
-        transport.abort()
-
-
 class HTTPBackend:
     """What the HTTP backends share: a base URL, timeouts, extra headers and one
     keep-alive client, closed by ``close`` and broken off (Ctrl-C) by ``abort``.
@@ -144,7 +131,7 @@ class HTTPBackend:
         transport = make_transport()
         self._shared = (make_client(self.timeouts, transport=transport), transport)
         self._own = threading.local()  # .connection: this worker thread's own (client, transport)
-        self._workers: set[httpx.Client] = set()
+        self._workers: set[tuple[httpx.Client, WireTransport]] = set()  # own_connection's
         self._workers_lock = threading.Lock()
         self._urls: dict[str, httpx.URL] = {}
         self.host = urlsplit(self.base_url).netloc or self.base_url
@@ -164,30 +151,33 @@ class HTTPBackend:
         """Inside the block, this thread's requests go through a client of its own (one
         keep-alive connection), closed at the end; for a batch's worker threads."""
         transport = make_transport(max_connections=1)
-        client = make_client(self.timeouts, transport=transport)
+        own = (make_client(self.timeouts, transport=transport), transport)
         with self._workers_lock:
-            self._workers.add(client)
-        self._own.connection = (client, transport)
+            self._workers.add(own)
+        self._own.connection = own
         try:
             yield
         finally:
             self._own.connection = None
             with self._workers_lock:
-                self._workers.discard(client)
-            client.close()
+                self._workers.discard(own)
+            own[0].close()
 
-    def _clients(self) -> list[httpx.Client]:
+    def _connections(self) -> list[tuple[httpx.Client, WireTransport]]:
         with self._workers_lock:
-            return [self._shared[0], *self._workers]
+            return [self._shared, *self._workers]
 
     def close(self) -> None:
-        for client in self._clients():
+        for client, _ in self._connections():
             client.close()
 
     def abort(self) -> None:
-        """Break off requests in flight from another thread (Ctrl-C): shut their sockets."""
-        for client in self._clients():
-            abort_connections(client)
+        """Break off requests in flight from another thread (Ctrl-C): shut their sockets
+        down. Closing a socket would leave a thread blocked in ``recv`` waiting for the
+        server; ``shutdown`` wakes it at once, and the request fails with a transport error
+        that drops the connection. Idle keep-alive connections go too."""
+        for _, transport in self._connections():
+            transport.abort()
 
     @property
     def total_timeout(self) -> float:
